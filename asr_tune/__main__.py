@@ -1,0 +1,3 @@
+from asr_tune.cli import main
+
+raise SystemExit(main())
