@@ -36,6 +36,7 @@ class DataConfig(_Strict):
     synth_utterances: int = Field(1200, ge=10)
     synth_seed: int = 0
     sample_rate: int = Field(16000, gt=0, description="model sample rate; audio is resampled to it")
+    source_sample_rate: int = Field(0, ge=0, description="if > 0, audio at another rate is an error")
     max_duration: float = Field(20.0, gt=0, description="utterances longer than this are dropped")
     batch_seconds: float = Field(60.0, gt=0, description="audio seconds per batch (bucketed batching)")
     batch_size: int = Field(0, ge=0, description="fixed utterances per batch; 0 = use batch_seconds")

@@ -1,0 +1,164 @@
+"""``ASRModule``: features + SpecAugment + Conformer-CTC in a LightningModule.
+
+Hyperparameters always come from the ``ExperimentConfig`` the module is built with. When training
+resumes from a checkpoint (a Tune trial restored after a pause, or a PBT exploit of another trial's
+checkpoint), weights, optimiser moments and step counters are restored, but the optimiser's
+hyperparameters (lr, weight decay, betas) and the schedule's base lr are rewritten from the current
+config in ``on_load_checkpoint`` — so a PBT mutation is the value in effect.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from asr_tune.config import ExperimentConfig, OptimConfig, config_from_dict
+from asr_tune.errors import ConfigError
+from asr_tune.model.conformer import ConformerCTC
+from asr_tune.model.decoding import decode_batch, wer_stats
+from asr_tune.model.features import LogMel, SpecAugment
+from asr_tune.model.tokenizer import BLANK, Tokenizer, tokenizer_from_state
+
+CKPT_KEY = "asr_tune"
+CKPT_VERSION = 1
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int, d_model: int):
+    """Multiplier on the base lr at optimiser step ``s`` for the configured schedule."""
+    warm = max(cfg.warmup_steps, 1)
+    total = max(total_steps, warm + 1)
+
+    def warmup_cosine(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        progress = min((s - warm) / (total - warm), 1.0)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def noam(s: int) -> float:  # Vaswani et al.; normalised to peak 1.0 at the end of warmup
+        s = s + 1
+        return min(s ** -0.5, s * warm ** -1.5) * warm ** 0.5
+
+    def constant(s: int) -> float:
+        return min((s + 1) / warm, 1.0)
+
+    return {"warmup_cosine": warmup_cosine, "noam": noam, "constant": constant}[cfg.schedule]
+
+
+class ASRModule(L.LightningModule):
+    def __init__(self, cfg: ExperimentConfig, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        self.cfg, self.tok = cfg, tokenizer
+        self.features = LogMel(cfg.features, cfg.data.sample_rate)
+        self.specaug = SpecAugment(cfg.features)
+        self.model = ConformerCTC(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+        self._val: list[tuple[list[str], list[str]]] = []
+        self.last_val: dict[str, float] = {}
+
+    # ---- inference -------------------------------------------------------------------------------
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, flen = self.features(wav, wav_lens)
+        return self.model(self.specaug(feats), flen)
+
+    def transcribe(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
+        log_probs, out_len = self(wav, wav_lens)
+        return decode_batch(log_probs, out_len, self.tok)
+
+    # ---- training --------------------------------------------------------------------------------
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        log_probs, out_len = self(batch["wav"], batch["wav_lens"])
+        loss = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_len, batch["target_lens"],
+                          blank=BLANK, reduction="mean", zero_infinity=True)
+        return loss, log_probs, out_len
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, log_probs, out_len = self._loss(batch)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["texts"]))
+        self._val.append((batch["texts"], decode_batch(log_probs, out_len, self.tok)))
+
+    def on_validation_epoch_end(self) -> None:
+        refs = [r for refs, _ in self._val for r in refs]
+        hyps = [h for _, hyps in self._val for h in hyps]
+        self._val.clear()
+        stats = wer_stats(refs, hyps)
+        counts = torch.tensor([stats.substitutions + stats.deletions + stats.insertions, stats.n_words,
+                               stats.n_utts], dtype=torch.float64, device=self.device)
+        if self.trainer.world_size > 1:  # corpus WER over every rank's utterances
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        wer = float(100.0 * counts[0] / counts[1].clamp_min(1))
+        self.log("val_wer", wer, prog_bar=True, sync_dist=False)
+        self.log("val_utts", float(counts[2]), sync_dist=False)
+        self.last_val = {"val_wer": wer, "val_utts": float(counts[2])}
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        params = [p for p in self.parameters() if p.requires_grad]
+        if o.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.betas[0], weight_decay=o.weight_decay)
+        else:
+            cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+            opt = cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches) if self.trainer else 1000
+        if o.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=o.lr, total_steps=max(total, 2),
+                pct_start=min(max(o.warmup_steps / max(total, 1), 0.01), 0.9))
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, total, self.cfg.model.d_model))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CKPT_KEY] = {"version": CKPT_VERSION, "config": self.cfg.to_dict(),
+                                "tokenizer": self.tok.state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Keep restored optimiser state, but apply *this* config's optimiser hyperparameters."""
+        o = self.cfg.optim
+        for opt_state in checkpoint.get("optimizer_states", []):
+            for group in opt_state.get("param_groups", []):
+                # the saved base lr (OneCycle keeps it in max_lr); rescale every lr field by new/old
+                old_base = group.get("max_lr") or group.get("initial_lr") or group.get("lr") or o.lr
+                ratio = o.lr / old_base
+                for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                    if key in group:
+                        group[key] = group[key] * ratio
+                group["weight_decay"] = o.weight_decay
+                if "betas" in group:
+                    group["betas"] = tuple(o.betas)
+        for sched_state in checkpoint.get("lr_schedulers", []):
+            if "base_lrs" in sched_state and "max_lrs" not in sched_state:
+                sched_state["base_lrs"] = [o.lr] * len(sched_state["base_lrs"])
+            if "_last_lr" in sched_state:
+                sched_state.pop("_last_lr")
+
+
+def load_asr_checkpoint(path: str | Path, map_location: str = "cpu") -> ASRModule:
+    """Rebuild an ``ASRModule`` (config, tokenizer, weights) from a checkpoint file, in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise ConfigError(f"{path}: not a readable checkpoint ({err})") from None
+    meta = ckpt.get(CKPT_KEY) if isinstance(ckpt, dict) else None
+    if not meta:
+        raise ConfigError(f"{path}: not an asr-tune checkpoint (no '{CKPT_KEY}' section)")
+    if meta.get("version") != CKPT_VERSION:
+        raise ConfigError(f"{path}: checkpoint format version {meta.get('version')}, expected {CKPT_VERSION}")
+    cfg = config_from_dict(meta["config"], f"{path} (embedded config)")
+    module = ASRModule(cfg, tokenizer_from_state(meta["tokenizer"]))
+    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{path}: weights do not match the embedded config "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return module.eval()
