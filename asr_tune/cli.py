@@ -1,0 +1,141 @@
+"""The ``asr-tune`` command line: thin wrappers over the Python API, no logic of its own.
+
+Usage::
+
+    asr-tune corpus synth --out data/synth
+    asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler
+    asr-tune train configs/synth_tiny.yaml [--set optim.lr=2e-3 ...]
+    asr-tune evaluate runs/synth_tiny/checkpoints/best.ckpt --data data/synth/test.jsonl
+    asr-tune search configs/synth_asha.yaml [--searcher tpe] [--address ADDR] [--num-samples 8]
+    asr-tune resume runs/search/synth_asha
+    asr-tune quantize CKPT --calib data/synth/dev.jsonl --data data/synth/test.jsonl
+    asr-tune submit configs/synth_asha.yaml --address http://HEAD:8265
+    asr-tune report runs/search/synth_asha --out results/report
+
+Every user error (bad config key, bad audio, infeasible resources...) prints one ``error:`` line and
+exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from asr_tune.errors import AsrTuneError
+
+# Modules that add their own subcommands with ``register(subparsers)``.
+COMMAND_MODULES = (
+    "asr_tune.tuning.commands",
+    "asr_tune.quant.commands",
+    "asr_tune.service.commands",
+    "asr_tune.report.commands",
+)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from asr_tune.config import load_config
+    from asr_tune.train import train
+
+    cfg = load_config(args.config, args.set)
+    result = train(cfg, evaluate_test=not args.no_test)
+    print(f"best val WER {result.best_val_wer:.2f}% after {result.epochs} epochs "
+          f"({result.n_params / 1e6:.2f}M params, {result.wall_s:.0f} s)")
+    if result.test:
+        print(f"test WER {result.test['wer']:.2f}% on {result.test['n_utts']} utterances "
+              f"({cfg.data.test})")
+    print(f"best checkpoint: {result.best_checkpoint}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from asr_tune.train import evaluate
+
+    stats = evaluate(args.checkpoint, args.data, out_json=args.out, batch_seconds=args.batch_seconds,
+                     skip_bad_utterances=args.skip_bad_utterances)
+    print(f"WER {stats.wer:.2f}%  (S={stats.substitutions} D={stats.deletions} I={stats.insertions} "
+          f"N={stats.n_words}, {stats.n_utts} utterances)")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from asr_tune.data.synth import build_synth_corpus
+
+    paths = build_synth_corpus(args.out, n_utterances=args.utterances, seed=args.seed,
+                               sample_rate=args.sample_rate)
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+    return 0
+
+
+def _cmd_digits(args: argparse.Namespace) -> int:
+    from asr_tune.data.digits import build_digit_corpus
+
+    paths = build_digit_corpus(args.src, args.out, test_speakers=tuple(args.test_speakers),
+                               n_train=args.n_train, n_dev=args.n_dev, n_test=args.n_test, seed=args.seed)
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-tune", description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one model from a config")
+    t.add_argument("config")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field by dotted path (repeatable)")
+    t.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="WER of a checkpoint (float or int8) on a manifest/folder")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", required=True, help="JSONL manifest or LibriSpeech-layout folder")
+    e.add_argument("--out", help="write WER details as JSON here")
+    e.add_argument("--batch-seconds", type=float, default=60.0)
+    e.add_argument("--skip-bad-utterances", action="store_true")
+    e.set_defaults(func=_cmd_evaluate)
+
+    c = sub.add_parser("corpus", help="build a corpus manifest").add_subparsers(dest="corpus", required=True)
+    s = c.add_parser("synth", help="the embedded synthetic corpus (eSpeak NG, offline)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--utterances", type=int, default=1200)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sample-rate", type=int, default=16000)
+    s.set_defaults(func=_cmd_synth)
+    d = c.add_parser("digits", help="connected-digit strings from isolated digits (FSDD)")
+    d.add_argument("--src", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--test-speakers", nargs="+", default=["yweweler"])
+    d.add_argument("--n-train", type=int, default=3000)
+    d.add_argument("--n-dev", type=int, default=300)
+    d.add_argument("--n-test", type=int, default=500)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_digits)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except AsrTuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Per-trial resources: ``ResourceConfig`` -> placement group / Ray Train scaling, and gang-safe
+concurrency.
+
+A single-worker trial reserves one bundle ``{CPU: c, GPU: g}`` through a ``PlacementGroupFactory``.
+A DDP/FSDP trial is a small Tune driver (``DRIVER_CPU``) that launches a ``TorchTrainer`` whose
+workers gang-schedule ``workers_per_trial`` bundles; concurrency is capped so every running trial's
+whole gang fits the cluster at once (no deadlock of half-placed gangs).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from asr_tune.config import ResourceConfig
+from asr_tune.errors import SearchError
+
+DRIVER_CPU = 0.1  # the Tune function that drives a multi-worker TorchTrainer does no compute
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    total_cpu: float
+    total_gpu: float
+    max_node_cpu: float
+    max_node_gpu: float
+
+    @classmethod
+    def from_ray(cls) -> "ClusterShape":
+        import ray
+
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = [n["Resources"].get("CPU", 0.0) for n in nodes] or [0.0]
+        gpus = [n["Resources"].get("GPU", 0.0) for n in nodes] or [0.0]
+        return cls(sum(cpus), sum(gpus), max(cpus), max(gpus))
+
+
+def trial_bundles(res: ResourceConfig) -> list[dict[str, float]]:
+    """The bundles one trial needs (driver first for multi-worker trials)."""
+    worker = {"CPU": res.cpus_per_worker}
+    if res.gpus_per_worker:
+        worker["GPU"] = res.gpus_per_worker
+    if res.strategy == "single":
+        return [worker]
+    return [{"CPU": DRIVER_CPU}] + [dict(worker) for _ in range(res.workers_per_trial)]
+
+
+def check_feasible(res: ResourceConfig, cluster: ClusterShape) -> None:
+    """Raise (with the numbers) when one trial can never be placed on this cluster."""
+    need_cpu = sum(b.get("CPU", 0) for b in trial_bundles(res))
+    need_gpu = res.gpus_per_worker * res.workers_per_trial
+    if res.gpus_per_worker > cluster.max_node_gpu:
+        raise SearchError(
+            f"resources.gpus_per_worker={res.gpus_per_worker:g} but the largest node has "
+            f"{cluster.max_node_gpu:g} GPU(s); no worker can ever be placed")
+    if need_gpu > cluster.total_gpu:
+        raise SearchError(
+            f"one trial needs {need_gpu:g} GPU(s) ({res.workers_per_trial} workers x "
+            f"{res.gpus_per_worker:g}) but the cluster has {cluster.total_gpu:g}")
+    if res.cpus_per_worker > cluster.max_node_cpu:
+        raise SearchError(
+            f"resources.cpus_per_worker={res.cpus_per_worker:g} but the largest node has "
+            f"{cluster.max_node_cpu:g} CPU(s)")
+    if need_cpu > cluster.total_cpu:
+        raise SearchError(f"one trial needs {need_cpu:g} CPU(s) but the cluster has {cluster.total_cpu:g}")
+
+
+def max_concurrent(res: ResourceConfig, cluster: ClusterShape) -> int:
+    """How many trials' gangs fit at once (``max_concurrent_trials`` caps it further if set)."""
+    need_cpu = sum(b.get("CPU", 0) for b in trial_bundles(res))
+    fits = [math.floor(cluster.total_cpu / need_cpu + 1e-9)]
+    if res.gpus_per_worker:
+        fits.append(math.floor(cluster.total_gpu / (res.gpus_per_worker * res.workers_per_trial) + 1e-9))
+    n = max(1, min(fits))
+    return min(n, res.max_concurrent_trials) if res.max_concurrent_trials else n
+
+
+def placement_group_factory(res: ResourceConfig):
+    from ray.tune import PlacementGroupFactory
+
+    if res.strategy == "single":
+        return PlacementGroupFactory(trial_bundles(res), strategy="PACK")
+    return PlacementGroupFactory([{"CPU": DRIVER_CPU}])  # the workers get their own gang
+
+
+def scaling_config(res: ResourceConfig):
+    from ray.train import ScalingConfig
+
+    per_worker = {"CPU": res.cpus_per_worker}
+    if res.gpus_per_worker:
+        per_worker["GPU"] = res.gpus_per_worker
+    return ScalingConfig(num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
+                         resources_per_worker=per_worker, placement_strategy="PACK")

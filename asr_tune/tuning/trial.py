@@ -1,0 +1,170 @@
+"""The Tune trial: build data + model from the trial config, restore, train, report every epoch.
+
+- config = base config + the sampled dotted overrides, validated again (``trial_config``);
+- a restored trial (paused by BOHB/Hyperband, exploited by PBT, retried after a failure) loads
+  weights + optimiser + epoch from the Tune checkpoint; hyperparameters always come from the trial
+  config (see ``ASRModule.on_load_checkpoint``);
+- every epoch reports ``val_wer``, ``val_loss``, ``epoch`` and a checkpoint, so
+  ``training_iteration`` == epoch.
+
+Single-worker trials run Lightning in the Tune function. Multi-worker (DDP/FSDP) trials launch a Ray
+Train ``TorchTrainer`` (Train V2) from the Tune function; rank reports travel back through a queue and
+are re-reported to Tune with the persisted checkpoint, so schedulers can pause/exploit them too.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from asr_tune.config import ExperimentConfig, config_from_dict
+
+CKPT_FILE = "checkpoint.ckpt"
+ReportFn = Callable[[dict[str, float], "str | None"], None]
+
+
+def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> ExperimentConfig:
+    from asr_tune.tuning.space import trial_overrides
+
+    return config_from_dict(base, "search base config").with_overrides(
+        trial_overrides(sampled), source="trial config")
+
+
+class EpochReporter(Callback):
+    """Save a full Lightning checkpoint and report metrics once per training epoch (after val)."""
+
+    def __init__(self, report: ReportFn, extra: dict[str, float] | None = None) -> None:
+        self.report, self.extra = report, extra or {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        metrics = {k: float(m[k]) for k in ("val_wer", "val_loss", "train_loss", "val_utts") if k in m}
+        metrics.update(epoch=trainer.current_epoch + 1, global_step=trainer.global_step,
+                       lr=float(trainer.optimizers[0].param_groups[0]["lr"]), **self.extra)
+        with tempfile.TemporaryDirectory(prefix="asr_tune_ckpt_") as tmp:
+            trainer.save_checkpoint(os.path.join(tmp, CKPT_FILE))  # collective under DDP
+            self.report(metrics, tmp if trainer.is_global_zero else None)
+
+
+def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trainer_kw: Any) -> None:
+    from asr_tune.model.lightning_module import ASRModule
+    from asr_tune.model.tokenizer import tokenizer_from_state
+    from asr_tune.train import make_trainer, prepare, standard_callbacks
+
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    prep = prepare(cfg)
+    module = prep.module
+    ckpt_path = os.path.join(resume_dir, CKPT_FILE) if resume_dir else None
+    if ckpt_path:  # decode with the tokenizer the restored weights were trained with
+        import torch
+
+        meta = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("asr_tune", {})
+        if meta.get("tokenizer"):
+            tok = tokenizer_from_state(meta["tokenizer"])
+            module = ASRModule(cfg, tok)
+            prep.datamodule.tok = tok
+    callbacks = standard_callbacks(cfg, None) + [EpochReporter(report, {"n_params": float(
+        sum(p.numel() for p in module.model.parameters()))})]
+    out = Path(tempfile.mkdtemp(prefix="asr_tune_trial_"))
+    trainer = make_trainer(cfg, callbacks, out, enable_checkpointing=False, enable_progress_bar=False,
+                           **trainer_kw)
+    trainer.fit(module, datamodule=prep.datamodule, ckpt_path=ckpt_path)
+
+
+# ---- single worker -------------------------------------------------------------------------------
+def _tune_report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
+    from ray import tune
+
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+
+def run_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """The Tune function trainable (bound to the base config with ``tune.with_parameters``)."""
+    from ray import tune
+
+    cfg = trial_config(base, config)
+    ckpt = tune.get_checkpoint()
+    if cfg.resources.strategy != "single":
+        return _run_multi_worker(cfg, ckpt)
+    if ckpt is None:
+        return _fit(cfg, _tune_report, None)
+    with ckpt.as_directory() as d:
+        _fit(cfg, _tune_report, d)
+
+
+# ---- multi worker (DDP / FSDP through Ray Train) -------------------------------------------------
+def _train_report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
+    import ray.train
+
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+
+def _worker_loop(loop_cfg: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: Lightning with the Ray DDP/FSDP strategy."""
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayFSDPStrategy, RayLightningEnvironment
+
+    cfg = config_from_dict(loop_cfg["config"], "trial config")
+    strategy = RayFSDPStrategy() if cfg.resources.strategy == "fsdp" else RayDDPStrategy()
+    kw = dict(strategy=strategy, plugins=[RayLightningEnvironment()], devices="auto")
+    ckpt = ray.train.get_checkpoint() or loop_cfg.get("resume")  # worker retry first, then Tune's
+    if ckpt is None:
+        return _fit(cfg, _train_report, None, **kw)
+    with ckpt.as_directory() as d:
+        _fit(cfg, _train_report, d, **kw)
+
+
+def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.v2.api.callback import UserCallback
+    from ray.util.queue import Empty, Queue
+
+    from asr_tune.tuning.placement import scaling_config
+
+    queue: Queue = Queue(actor_options={"num_cpus": 0})
+
+    class ForwardToTune(UserCallback):
+        """Runs in the Train controller: hand each rank-0 report (and its checkpoint) to the trial."""
+
+        def __init__(self, q: Queue) -> None:
+            self.q = q
+
+        def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
+            self.q.put({"metrics": dict(metrics[0]), "checkpoint": checkpoint})
+
+    ctx = tune.get_context()
+    trainer = TorchTrainer(
+        _worker_loop, train_loop_config={"config": cfg.to_dict(), "resume": resume},
+        torch_config=TorchConfig(backend="nccl" if cfg.resources.gpus_per_worker else "gloo"),
+        scaling_config=scaling_config(cfg.resources),
+        run_config=ray.train.RunConfig(
+            name=f"train_{ctx.get_trial_id()}", storage_path=str(Path(ctx.get_trial_dir()) / "ray_train"),
+            callbacks=[ForwardToTune(queue)],
+            failure_config=ray.train.FailureConfig(max_failures=cfg.search.max_failures)))
+    box: dict[str, BaseException] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as err:  # re-raised in the trial thread
+            box["error"] = err
+
+    thread = threading.Thread(target=fit, name="torch-trainer", daemon=True)
+    thread.start()
+    while thread.is_alive() or not queue.empty():
+        try:
+            item = queue.get(timeout=1.0)
+        except Empty:
+            continue
+        tune.report(item["metrics"], checkpoint=item["checkpoint"])
+    if "error" in box:
+        raise box["error"]
