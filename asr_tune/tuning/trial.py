@@ -165,6 +165,8 @@ def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
             item = queue.get(timeout=1.0)
         except Empty:
             continue
-        tune.report(item["metrics"], checkpoint=item["checkpoint"])
+        ck = item["checkpoint"]
+        tune.report(item["metrics"],
+                    checkpoint=tune.Checkpoint(ck.path, filesystem=ck.filesystem) if ck else None)
     if "error" in box:
         raise box["error"]
