@@ -22,7 +22,7 @@ from asr_tune.config import ExperimentConfig
 log = logging.getLogger(__name__)
 
 
-def trial_table(grid: Any, metric: str, mode: str) -> pd.DataFrame:
+def trial_table(grid: Any, metric: str, mode: str, space: dict | None = None) -> pd.DataFrame:
     """One row per trial, sorted best first."""
     from asr_tune.tuning.space import trial_overrides
 
@@ -35,7 +35,7 @@ def trial_table(grid: Any, metric: str, mode: str) -> pd.DataFrame:
             col = hist[metric].dropna()
             best = float(col.min() if mode == "min" else col.max()) if len(col) else None
         epochs = int(hist["training_iteration"].max()) if "training_iteration" in hist else 0
-        overrides = trial_overrides(res.config or {})
+        overrides = trial_overrides(res.config or {}, space)
         rows.append({
             "trial_id": m.get("trial_id") or Path(res.path).name,
             "status": "ERROR" if res.error else "TERMINATED",

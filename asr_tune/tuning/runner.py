@@ -226,7 +226,7 @@ def finish(exp_dir: str, cfg: ExperimentConfig, grid: Any, wall_s: float, dashbo
     from asr_tune.tuning.results import export_best, quantize_top, trial_table, write_table
 
     s = cfg.search
-    table = trial_table(grid, s.metric, s.mode)
+    table = trial_table(grid, s.metric, s.mode, s.space)
     local_dir = exp_dir if "://" not in exp_dir else os.path.join(cfg.trainer.output_dir, Path(exp_dir).name)
     write_table(table, local_dir)
     if table["best_" + s.metric].notna().sum() == 0:

@@ -31,8 +31,8 @@ ReportFn = Callable[[dict[str, float], "str | None"], None]
 def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> ExperimentConfig:
     from asr_tune.tuning.space import trial_overrides
 
-    return config_from_dict(base, "search base config").with_overrides(
-        trial_overrides(sampled), source="trial config")
+    cfg = config_from_dict(base, "search base config")
+    return cfg.with_overrides(trial_overrides(sampled, cfg.search.space), source="trial config")
 
 
 class EpochReporter(Callback):
