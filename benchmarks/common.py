@@ -1,0 +1,182 @@
+"""Shared helpers for the benchmark scripts: machine info, JSON output, small table printing.
+
+Every benchmark writes ``machine_info()`` next to its numbers, so a result file says where and
+with what it was measured (CPU model, cores, GPU if any, library versions, date, git commit).
+
+Usage::
+
+    python benchmarks/common.py                  # print this machine's info as JSON
+
+    from benchmarks.common import machine_info, write_json, print_table   # from the repo root
+    from common import machine_info        # inside a script run as `python benchmarks/x.py`
+    info = machine_info()
+    write_json("results/x/result.json", {"machine": info, "rows": rows})
+    print_table(rows, ["name", "value"], title="My benchmark")
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def _gpus() -> list[dict[str, Any]]:
+    """Visible CUDA devices via torch (if importable); empty on CPU-only machines."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        out = []
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            out.append({"index": i, "name": p.name, "memory_gb": round(p.total_memory / 2**30, 1)})
+        return out
+    except Exception:
+        return []
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=5, check=False)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a benchmark ran: CPU, cores, memory, GPUs, Python/torch/ray/lightning versions, date."""
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+        "cpu_cores_usable": _usable_cores(),
+        "cpu_cores_total": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "gpus": _gpus(),
+        "torch_threads": _torch_threads(),
+        "versions": {name: _version(name) for name in
+                     ("torch", "ray", "lightning", "hyperopt", "hpbandster", "ConfigSpace",
+                      "bayesian-optimization", "numpy", "pandas", "onnxruntime", "asr-tune")},
+        "git_commit": _git_commit(),
+        "argv": list(sys.argv),
+    }
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except Exception:
+        return None
+
+
+def machine_line(info: dict[str, Any] | None = None) -> str:
+    """A one-line summary for printed output."""
+    i = info or machine_info()
+    gpu = ", ".join(g["name"] for g in i.get("gpus") or []) or "no GPU"
+    v = i.get("versions", {})
+    return (f"{i['cpu_model']} ({i['cpu_cores_usable']} usable cores), {gpu}; torch {v.get('torch')}, "
+            f"ray {v.get('ray')}, lightning {v.get('lightning')}; {i['date']}")
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf floats -> None, recursively (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON (numpy scalars and Paths converted), creating parent dirs."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(_finite(data), indent=1, default=_jsonable) + "\n")
+    return p
+
+
+def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str],
+                 title: str | None = None) -> str:
+    """A plain fixed-width text table (no dependency), floats with 3 significant decimals."""
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(columns)]
+    lines = [title] if title else []
+    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str],
+                title: str | None = None) -> None:
+    print(format_table(list(rows), columns, title), flush=True)
+
+
+if __name__ == "__main__":
+    print(json.dumps(machine_info(), indent=1))
