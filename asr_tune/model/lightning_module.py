@@ -89,14 +89,16 @@ class ASRModule(L.LightningModule):
         hyps = [h for _, hyps in self._val for h in hyps]
         self._val.clear()
         stats = wer_stats(refs, hyps)
+        local_utts = float(stats.n_utts)
         counts = torch.tensor([stats.substitutions + stats.deletions + stats.insertions, stats.n_words,
                                stats.n_utts], dtype=torch.float64, device=self.device)
         if self.trainer.world_size > 1:  # corpus WER over every rank's utterances
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
         wer = float(100.0 * counts[0] / counts[1].clamp_min(1))
         self.log("val_wer", wer, prog_bar=True, sync_dist=False)
-        self.log("val_utts", float(counts[2]), sync_dist=False)
-        self.last_val = {"val_wer": wer, "val_utts": float(counts[2])}
+        self.log("val_utts", float(counts[2]), sync_dist=False)  # all ranks' utterances
+        self.log("val_utts_local", local_utts, sync_dist=False, rank_zero_only=True)  # this rank's share
+        self.last_val = {"val_wer": wer, "val_utts": float(counts[2]), "val_utts_local": local_utts}
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim

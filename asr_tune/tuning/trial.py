@@ -45,7 +45,7 @@ class EpochReporter(Callback):
         if trainer.sanity_checking:
             return
         m = trainer.callback_metrics
-        metrics = {k: float(m[k]) for k in ("val_wer", "val_loss", "train_loss", "val_utts") if k in m}
+        metrics = {k: float(m[k]) for k in ("val_wer", "val_loss", "train_loss", "val_utts", "val_utts_local") if k in m}
         metrics.update(epoch=trainer.current_epoch + 1, global_step=trainer.global_step,
                        lr=float(trainer.optimizers[0].param_groups[0]["lr"]), **self.extra)
         with tempfile.TemporaryDirectory(prefix="asr_tune_ckpt_") as tmp:
