@@ -8,7 +8,7 @@ import torch
 
 from asr_tune.errors import DataError, QuantizationError
 from asr_tune.quant import artifact as art
-from tests.quant.conftest import build_module, run_quantize, save_checkpoint, write_manifest
+from quant_helpers import build_module, run_quantize, save_checkpoint, write_manifest
 
 
 def _rows(path):

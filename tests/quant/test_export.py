@@ -10,7 +10,7 @@ from asr_tune.quant.data import feature_batches, load_rows
 from asr_tune.quant.export import export_onnx
 from asr_tune.quant.graph import compute_nodes, list_groups
 from asr_tune.quant.runtime import compare_outputs, make_session, run_onnx, run_torch
-from tests.quant.conftest import build_module
+from quant_helpers import build_module
 
 
 @pytest.mark.parametrize("as_matmul", [False, True])

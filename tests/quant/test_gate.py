@@ -13,7 +13,7 @@ from asr_tune.model.decoding import WERStats
 from asr_tune.quant import artifact as art
 from asr_tune.quant import sensitivity
 from asr_tune.quant.report import wer_gate
-from tests.quant.conftest import run_quantize
+from quant_helpers import run_quantize
 
 
 def _stats(wer: float, n_words: int = 200, n_utts: int = 100) -> WERStats:

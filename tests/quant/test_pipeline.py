@@ -12,7 +12,7 @@ import torch
 from asr_tune.quant import artifact as art
 from asr_tune.quant.graph import INT8_KERNELS
 from asr_tune.quant.runtime import make_session
-from tests.quant.conftest import run_quantize
+from quant_helpers import run_quantize
 
 
 def _real_batch(module, corpus, n=6):
