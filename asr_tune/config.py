@@ -173,7 +173,8 @@ class SearchConfig(_Strict):
 
 
 class QuantConfig(_Strict):
-    mode: Literal["static", "dynamic"] = "dynamic"
+    mode: Literal["static", "dynamic"] = Field(
+        "static", description="static (calibrated) met the size/latency targets; dynamic did not")
     max_wer_delta: float = Field(0.3, ge=0, description="absolute WER points (0.3 = +0.3 %)")
     calib_utterances: int = Field(64, ge=1)
     keep_float: list[str] = Field(default_factory=list)

@@ -161,8 +161,10 @@ def transcribe_rows(module: ASRModule, rows: list[Utterance], batch_seconds: flo
 
 def evaluate(checkpoint: str | Path, data: str | Path, out_json: str | Path | None = None,
              batch_seconds: float = 60.0, skip_bad_utterances: bool = False) -> WERStats:
-    """WER of a checkpoint on a manifest or LibriSpeech folder (resampled to the model's rate)."""
-    module = load_asr_checkpoint(checkpoint)
+    """WER of a float checkpoint or an accepted int8 artefact on a manifest or LibriSpeech folder."""
+    from asr_tune.quant.artifact import is_quantized_artifact, load_quantized
+
+    module = load_quantized(checkpoint) if is_quantized_artifact(checkpoint) else load_asr_checkpoint(checkpoint)
     dcfg = module.cfg.data.model_copy(update={"max_duration": 1e9,
                                               "skip_bad_utterances": skip_bad_utterances})
     rows = validated_rows(str(data), dcfg, "evaluation")
