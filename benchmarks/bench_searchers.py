@@ -1,0 +1,253 @@
+"""Searcher comparison: every searcher on the same task, compute budget and seeds.
+
+For each seed, random search's best val WER within the budget is the target; for every searcher
+the benchmark reports the compute (trial-epochs, trial-seconds) and the trials it needed to reach
+that target, as a ratio to random search's own compute, and its best val WER at the equal budget.
+
+Modes:
+  record  train every point of a small grid (optim.lr x model.num_layers x model.d_model, synthetic
+          corpus) for real, once, with ``asr-tune search`` (grid searcher); curves -> JSON.
+  replay  (default) a tabular benchmark: every searcher runs through real Ray Tune with the
+          registry's own search_alg/scheduler (``build_search``), but its trainable reports the
+          recorded curve of the sampled config (snapped to the grid) -- no training. Compute is
+          counted in trial-epochs and recorded seconds.
+  live    the same searches with real trainings of the recorded task (slow).
+
+Usage::
+
+    python benchmarks/bench_searchers.py --help
+    python benchmarks/bench_searchers.py --quick                        # < 5 min on 2 cores
+    python benchmarks/bench_searchers.py --mode replay --seeds 5 --out results/searchers
+    python benchmarks/bench_searchers.py --mode record --grid benchmarks/data/synth_grid.json
+    python benchmarks/bench_searchers.py --mode live --searchers random,asha --seeds 3 --budget 48
+
+Writes ``OUT/searchers.json`` (per-run rows, per-searcher summary, grid diagnostics, machine info),
+``OUT/searchers_best_vs_compute.png``, ``OUT/searchers_ratio.png`` and ``OUT/report_seed0/`` (the
+``asr-tune report`` of seed 0's experiments); experiment folders go to ``OUT/experiments/``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import format_table, machine_info, machine_line, write_json  # noqa: E402
+
+DEFAULT_GRID = REPO / "benchmarks" / "data" / "synth_grid.json"
+BASE_CONFIG = REPO / "configs" / "ci_search_tiny.yaml"
+FULL_AXES = {"optim.lr": [0.001, 0.002, 0.004, 0.008], "model.num_layers": [1, 2, 3],
+             "model.d_model": [32, 64]}
+TINY_AXES = {"optim.lr": [0.002, 0.008], "model.num_layers": [1, 2], "model.d_model": [32]}
+QUICK_SEARCHERS = ["random", "asha", "hyperband", "bohb", "tpe"]
+TARGETS = {"asha": 0.2, "bohb": 0.2}
+
+
+def task_overrides(tiny: bool) -> dict[str, Any]:
+    """The recorded task: ci_search_tiny.yaml + a bigger synthetic corpus, small batches, no
+    SpecAugment/dropout (so val WER leaves 100 % within a few epochs on CPU)."""
+    n, epochs, root = (120, 5, "data/synth_bench_tiny") if tiny else (300, 12, "data/synth_bench")
+    return {"data.train": f"{root}/train.jsonl", "data.dev": f"{root}/dev.jsonl",
+            "data.test": f"{root}/test.jsonl", "data.synth_utterances": n, "data.batch_size": 4,
+            "features.freq_masks": 0, "features.time_masks": 0, "model.dropout": 0.0,
+            "optim.warmup_steps": 20, "trainer.max_epochs": epochs, "trainer.threads": 1,
+            "resources.cpus_per_worker": 1}
+
+
+def record(grid_path: Path, tiny: bool, work: Path, command: str):
+    from asr_tune.report.replay import record_grid
+
+    axes = TINY_AXES if tiny else FULL_AXES
+    print(f"recording {'tiny ' if tiny else ''}grid {axes} -> {grid_path} (real trainings)", flush=True)
+    meta = {"command": command, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "produced_by": "benchmarks/bench_searchers.py --mode record", "base_config":
+            str(BASE_CONFIG.relative_to(REPO)), "task_overrides": task_overrides(tiny),
+            "machine": machine_info(), "path": str(grid_path)}
+    grid = record_grid(BASE_CONFIG, axes, task_overrides(tiny), storage=work, name=grid_path.stem,
+                       meta=meta)
+    grid.meta.update(path=str(grid_path))
+    grid.save(grid_path)
+    print(f"wrote {grid_path}: {len(grid.points)} points x {grid.max_epochs} epochs "
+          f"({grid.meta['record_wall_s']:.0f} s)", flush=True)
+    return grid
+
+
+def replayable(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    from asr_tune.report.replay import NOT_REPLAYABLE
+
+    return [n for n in names if n not in NOT_REPLAYABLE], {n: NOT_REPLAYABLE[n] for n in names
+                                                          if n in NOT_REPLAYABLE}
+
+
+def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Path, live: bool,
+            parallel: int, metric: str) -> dict[str, dict[int, Any]]:
+    from asr_tune.report.experiments import load_experiment
+    from asr_tune.report.replay import run_replay
+
+    factory, resources, base = None, None, None
+    if live:
+        from ray import tune
+
+        from asr_tune.tuning.trial import run_trial
+
+        from asr_tune.config import load_config
+        from asr_tune.train import ensure_corpus
+
+        base = load_config(BASE_CONFIG, grid.meta.get("task_overrides") or task_overrides(False))
+        data = {k: str(Path(getattr(base.data, k)).resolve()) for k in ("train", "dev", "test")}
+        base = base.model_copy(update={"data": base.data.model_copy(update=data)})
+        ensure_corpus(base)
+
+        def factory(cfg):  # noqa: E306 - real trainings of the recorded task
+            return tune.with_parameters(run_trial, base=cfg.to_dict())
+        resources = {"cpu": 1.0}
+    runs: dict[str, dict[int, Any]] = {}
+    for seed in seeds:
+        for name in searchers:
+            t0 = time.perf_counter()
+            d = run_replay(grid, name, seed=seed, budget_epochs=budget, storage=work,
+                           name=f"{name}_seed{seed}", metric=metric, parallel=parallel,
+                           base_config=base, trainable_factory=factory, resources=resources)
+            exp = load_experiment(d)
+            runs.setdefault(name, {})[seed] = exp
+            print(f"  seed {seed} {name:9s} {len(exp.trials):3d} trials, best {metric} "
+                  f"{exp.best_value:.2f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return runs
+
+
+def verdicts(summary: dict[str, Any], diag: list[dict[str, Any]], ref: dict[str, Any],
+             grid, budget: int, metric: str) -> list[str]:
+    """A line per target searcher: met or not, and why not."""
+    lines = []
+    weak = [d for d in diag if d["spearman_vs_final"] is None or d["spearman_vs_final"] < 0.5]
+    for name, target in TARGETS.items():
+        s = summary.get(name)
+        if s is None:
+            lines.append(f"{name}: not run")
+            continue
+        med = s["ratio_epochs_median"]
+        head = (f"{name}: median {med:.2f}x random's trial-epochs to reach random's best"
+                if med is not None else f"{name}: reached random's best on {s['reached']}/"
+                f"{s['seeds']} seeds only (median not defined)")
+        if med is not None and med <= target:
+            lines.append(f"{head} -> target <= {target}x MET")
+            continue
+        why = []
+        if ref.get("epochs_to_target_median") is not None:
+            why.append(f"random reached its best after a median {ref['epochs_to_target_median']:.0f} "
+                       f"trial-epochs ({ref['trials_to_target_median']:.0f} trials) of a {budget} "
+                       f"budget on a {len(grid.points)}-point grid, so there is little compute to save")
+        if weak:
+            why.append("early epochs rank the configs poorly (" + ", ".join(
+                f"epoch {d['epoch']}: {metric} {d['min']:.1f}..{d['max']:.1f}, Spearman vs final "
+                f"{d['spearman_vs_final'] if d['spearman_vs_final'] is None else round(d['spearman_vs_final'], 2)}"
+                for d in weak) + "), so the scheduler stops good configs or keeps bad ones")
+        if s["reached"] < s["seeds"]:
+            why.append(f"not reached within the budget on {s['seeds'] - s['reached']} seed(s)")
+        lines.append(f"{head} -> target <= {target}x NOT MET: " + "; ".join(why or ["see the plots"]))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.split("\n")[2:]))
+    p.add_argument("--mode", choices=["replay", "record", "live"], default="replay")
+    p.add_argument("--quick", action="store_true",
+                   help=f"CI-sized: {', '.join(QUICK_SEARCHERS)}; 3 seeds; replay (< 5 min)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--budget", type=int, default=0,
+                   help="trial-epochs per search (default: half of the grid's total epochs)")
+    p.add_argument("--searchers", default="", help="comma list (default: every replayable one)")
+    p.add_argument("--grid", type=Path, default=DEFAULT_GRID, help="recorded grid JSON")
+    p.add_argument("--tiny-grid", action="store_true", help="record: the tiny fallback grid")
+    p.add_argument("--metric", default="val_wer", choices=["val_wer", "val_loss"])
+    p.add_argument("--parallel", type=int, default=2, help="trials running at once (default 2)")
+    p.add_argument("--out", type=Path, default=Path("results/searchers"))
+    args = p.parse_args(argv)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    command = "python benchmarks/bench_searchers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    start = time.perf_counter()
+    out = args.out
+    work = (out / "experiments").resolve()
+    print(machine_line(), flush=True)
+    if args.mode == "record":
+        record(args.grid, args.tiny_grid, work, command)
+        return 0
+    from asr_tune.report.compare import compare_searchers, plot_comparison, rung_diagnostics
+    from asr_tune.report.replay import load_grid
+    from asr_tune.tuning.registry import searcher_names
+
+    if args.grid.is_file():
+        grid = load_grid(args.grid)
+    elif args.quick:
+        print(f"{args.grid} missing: recording the tiny fallback grid first", flush=True)
+        grid = record(out / "tiny_grid.json", True, work / "record", command)
+    else:
+        print(f"error: {args.grid} missing; run --mode record first", file=sys.stderr)
+        return 2
+    if grid.spread(args.metric) == 0 and args.metric == "val_wer":
+        print("note: val_wer is the same for every grid point; using val_loss", flush=True)
+        args.metric = "val_loss"
+    names = args.searchers.split(",") if args.searchers else (
+        QUICK_SEARCHERS if args.quick else searcher_names())
+    names, skipped = replayable(names)
+    if "random" not in names:
+        names.insert(0, "random")
+    seeds = list(range(max(3, args.seeds) if not args.quick else 3))
+    budget = args.budget or grid.total_epochs() // 2
+    shutil.rmtree(work / "replay", ignore_errors=True)
+    print(f"{args.mode}: {len(grid.points)}-point grid x {grid.max_epochs} epochs "
+          f"({grid.meta.get('path', args.grid)}), budget {budget} trial-epochs, seeds {seeds}, "
+          f"{args.parallel} trials at once, metric {args.metric}", flush=True)
+    runs = run_all(grid, names, seeds, budget, work / "replay", args.mode == "live", args.parallel,
+                   args.metric)
+    result = compare_searchers(runs, budget)
+    diag = rung_diagnostics(grid.points, args.metric, grid.max_epochs)
+    summary = result["summary"]
+    optimum = grid.optimum(args.metric)
+    figures = plot_comparison(runs, result, out, optimum=optimum, targets={"asha/bohb": 0.2})
+    from asr_tune.report.summary import make_report
+
+    rep = make_report([str(runs[n][0].path) for n in names if 0 in runs[n]], out / "report_seed0")
+    figures.update({f"report_{k}": v for k, v in rep["figures"].items()})
+    rows = [{"searcher": n, "reached": f"{s['reached']}/{s['seeds']}",
+             "x random epochs": s["ratio_epochs_median"], "x random s": s["ratio_compute_s_median"],
+             "epochs to target": s["epochs_to_target_median"],
+             "trials to target": s["trials_to_target_median"],
+             f"best @{budget}": s["best_at_budget_mean"], "+-": s["best_at_budget_std"],
+             "trials @budget": s["trials_at_budget_mean"], "epochs/trial": s["epochs_per_trial_mean"]}
+            for n, s in summary.items()]
+    cols = list(rows[0])
+    table = format_table(rows, cols, title=(
+        f"compute to reach random search's best {args.metric} (median over {len(seeds)} seeds; "
+        f"x random = searcher's / random's own compute to that value) and best at equal budget"))
+    lines = verdicts(summary, diag, summary["random"], grid, budget, args.metric)
+    wall = time.perf_counter() - start
+    print("\n" + table, flush=True)
+    print(f"grid optimum {args.metric} {optimum:.2f}; skipped: "
+          + ("; ".join(f"{k} ({v})" for k, v in skipped.items()) or "none"))
+    print("\n".join(lines))
+    print(f"wall {wall:.0f} s; figures: {', '.join(figures.values())}")
+    write_json(out / "searchers.json", {
+        "command": command, "mode": args.mode, "machine": machine_info(), "wall_s": wall,
+        "grid": {"path": str(args.grid), "points": len(grid.points), "max_epochs": grid.max_epochs,
+                 "axes": grid.axes, "optimum": optimum, "meta": {k: v for k, v in grid.meta.items()
+                                                                  if k != "base_config"}},
+        "budget_epochs": budget, "seeds": seeds, "metric": args.metric, "searchers": names,
+        "skipped": skipped, "table": rows, "verdicts": lines, "rung_diagnostics": diag,
+        "summary": summary, "runs": result["runs"], "figures": figures})
+    print(f"wrote {out / 'searchers.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
