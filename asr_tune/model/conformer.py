@@ -57,6 +57,7 @@ class ConformerCTC(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, out_len = self.subsampling(feats, lengths)
+        x = x[:, : int(out_len.max())]  # torchaudio's padding mask is sized by the longest length
         x, out_len = self.encoder(self.dropout(x), out_len)
         return self.ctc_head(x).float().log_softmax(-1), out_len
 
