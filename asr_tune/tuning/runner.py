@@ -98,13 +98,22 @@ def _check_data(cfg: ExperimentConfig) -> None:
         validated_rows(getattr(cfg.data, split), cfg.data, split)
 
 
-def _init_ray(address: str | None) -> str | None:
+def _init_ray(address: str | None, min_cpus: float = 1.0) -> str | None:
+    """Connect to ``address``, or start a fresh local Ray (never attach to another one by accident).
+
+    A local Ray gets at least the logical CPUs one trial's gang needs (a 2-worker DDP trial plus its
+    driver on a 2-core laptop), so a search that runs on a cluster also runs, slower, locally.
+    """
+    import math
+
     import ray
 
     if ray.is_initialized():
         ctx = None
     else:
-        kwargs: dict[str, Any] = {"address": address} if address else {"include_dashboard": True}
+        kwargs: dict[str, Any] = {"address": address} if address else {
+            "address": "local", "include_dashboard": True,
+            "num_cpus": max(os.cpu_count() or 1, math.ceil(min_cpus))}
         try:
             ctx = ray.init(log_to_driver=True, configure_logging=False, **kwargs)
         except (ConnectionError, RuntimeError) as err:
@@ -129,7 +138,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     """Run a search; arguments given here override ``search.*`` fields of the config."""
     from ray import tune
 
-    from asr_tune.tuning.placement import ClusterShape, check_feasible, max_concurrent
+    from asr_tune.tuning.placement import ClusterShape, check_feasible, max_concurrent, trial_bundles
     from asr_tune.tuning.registry import build_search
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
@@ -142,7 +151,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     storage_path = check_storage(s.storage)
     exp_name = s.name or f"{s.searcher}_{time.strftime('%Y%m%d-%H%M%S')}"
     _check_data(cfg)
-    dashboard = _init_ray(address)
+    dashboard = _init_ray(address, sum(b.get("CPU", 0) for b in trial_bundles(cfg.resources)))
     cluster = ClusterShape.from_ray()
     check_feasible(cfg.resources, cluster)
     concurrency = max_concurrent(cfg.resources, cluster)
@@ -197,6 +206,8 @@ def resume(experiment_dir: str | Path, address: str | None = None) -> SearchResu
     """Continue an interrupted search: finished trials are kept, unfinished ones resumed."""
     from ray import tune
 
+    from asr_tune.tuning.placement import trial_bundles
+
     exp_dir = str(experiment_dir)
     state_path = Path(exp_dir) / STATE_FILE
     if "://" not in exp_dir and not state_path.is_file():
@@ -212,7 +223,7 @@ def resume(experiment_dir: str | Path, address: str | None = None) -> SearchResu
     cfg = config_from_dict(state["config"], f"{exp_dir}/{STATE_FILE}")
     if not tune.Tuner.can_restore(exp_dir):
         raise SearchError(f"{exp_dir}: Ray Tune has no restorable experiment state here")
-    dashboard = _init_ray(address)
+    dashboard = _init_ray(address, sum(b.get("CPU", 0) for b in trial_bundles(cfg.resources)))
     start = time.perf_counter()
     tuner = tune.Tuner.restore(exp_dir, trainable=_trainable(cfg), resume_unfinished=True,
                                resume_errored=True, restart_errored=False)
