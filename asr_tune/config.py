@@ -169,6 +169,7 @@ class SearchConfig(_Strict):
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-searcher typed options, e.g. options.asha.grace_period")
     evaluate_best_on_test: bool = True
+
     quantize_top_k: int = Field(0, ge=0, description="quantize the k best checkpoints at the end")
 
 
@@ -193,6 +194,17 @@ class ExperimentConfig(_Strict):
     resources: ResourceConfig = ResourceConfig()
     search: SearchConfig = SearchConfig()
     quant: QuantConfig = QuantConfig()
+
+    @model_validator(mode="after")
+    def _check_space(self) -> "ExperimentConfig":
+        if self.search.space:  # keys must be real fields, conditions consistent (Ray-free check)
+            from asr_tune.tuning.space import validate_space
+
+            try:
+                validate_space(self.search.space)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

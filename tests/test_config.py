@@ -55,3 +55,10 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
     p.write_text("model:\n  d_model: [1, 2\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ invalid YAML"):
         load_config(p)
+
+
+def test_search_space_keys_checked_at_load(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("search:\n  space:\n    model.num_layer: {type: choice, values: [1, 2]}\n")
+    with pytest.raises(ConfigError, match=r"s.yaml: .*unknown config key 'model.num_layer'"):
+        load_config(p)

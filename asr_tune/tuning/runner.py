@@ -155,6 +155,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     cluster = ClusterShape.from_ray()
     check_feasible(cfg.resources, cluster)
     concurrency = max_concurrent(cfg.resources, cluster)
+    plan = build_search(s, max_t=cfg.trainer.max_epochs, max_concurrent=concurrency)  # capped searchers
     exp_dir = _experiment_dir(storage_path, exp_name)
     _write_state(exp_dir, cfg, exp_name)
     log.info("search %s: %s, %d samples, %d concurrent trial(s) on %g CPU / %g GPU", exp_name, s.searcher,
@@ -179,7 +180,9 @@ def _run_config(cfg: ExperimentConfig, storage_path: str, name: str):
     return tune.RunConfig(
         name=name, storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # PBT/PB2 restore donors' latest checkpoints: keep them all; others keep the last two
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=None if cfg.search.searcher in ("pbt", "pb2") else 2),
         verbose=1)
 
 
