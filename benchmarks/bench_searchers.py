@@ -28,11 +28,14 @@ Writes ``OUT/searchers.json`` (per-run rows, per-searcher summary, grid diagnost
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +115,11 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
     for seed in seeds:
         for name in searchers:
             t0 = time.perf_counter()
-            d = run_replay(grid, name, seed=seed, budget_epochs=budget, storage=work,
-                           name=f"{name}_seed{seed}", metric=metric, parallel=parallel,
-                           base_config=base, trainable_factory=factory, resources=resources)
+            work.mkdir(parents=True, exist_ok=True)
+            with open(work / "tune_stdout.log", "a") as log, contextlib.redirect_stdout(log):
+                d = run_replay(grid, name, seed=seed, budget_epochs=budget, storage=work,
+                               name=f"{name}_seed{seed}", metric=metric, parallel=parallel,
+                               base_config=base, trainable_factory=factory, resources=resources)
             exp = load_experiment(d)
             runs.setdefault(name, {})[seed] = exp
             print(f"  seed {seed} {name:9s} {len(exp.trials):3d} trials, best {metric} "
@@ -145,10 +150,11 @@ def verdicts(summary: dict[str, Any], diag: list[dict[str, Any]], ref: dict[str,
                        f"trial-epochs ({ref['trials_to_target_median']:.0f} trials) of a {budget} "
                        f"budget on a {len(grid.points)}-point grid, so there is little compute to save")
         if weak:
-            why.append("early epochs rank the configs poorly (" + ", ".join(
-                f"epoch {d['epoch']}: {metric} {d['min']:.1f}..{d['max']:.1f}, Spearman vs final "
-                f"{d['spearman_vs_final'] if d['spearman_vs_final'] is None else round(d['spearman_vs_final'], 2)}"
-                for d in weak) + "), so the scheduler stops good configs or keeps bad ones")
+            why.append("the early rungs cannot rank the configs (" + "; ".join(
+                f"epoch {d['epoch']}: {metric} {d['min']:.1f}..{d['max']:.1f}, "
+                + ("the same for every config" if d["spearman_vs_final"] is None else
+                   f"Spearman vs final best {d['spearman_vs_final']:.2f}")
+                for d in weak) + "), so successive halving stops configs at random there")
         if s["reached"] < s["seeds"]:
             why.append(f"not reached within the budget on {s['seeds'] - s['reached']} seed(s)")
         lines.append(f"{head} -> target <= {target}x NOT MET: " + "; ".join(why or ["see the plots"]))
@@ -169,10 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", type=Path, default=DEFAULT_GRID, help="recorded grid JSON")
     p.add_argument("--tiny-grid", action="store_true", help="record: the tiny fallback grid")
     p.add_argument("--metric", default="val_wer", choices=["val_wer", "val_loss"])
-    p.add_argument("--parallel", type=int, default=2, help="trials running at once (default 2)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="trials running at once (default 1: replays are then reproducible for every "
+                        "searcher but BOHB, whose KDE draws from numpy's global RNG)")
     p.add_argument("--out", type=Path, default=Path("results/searchers"))
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("hpbandster").setLevel(logging.ERROR)  # BOHB's KDE debug dumps
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="statsmodels")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     command = "python benchmarks/bench_searchers.py " + " ".join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
@@ -231,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         f"compute to reach random search's best {args.metric} (median over {len(seeds)} seeds; "
         f"x random = searcher's / random's own compute to that value) and best at equal budget"))
     lines = verdicts(summary, diag, summary["random"], grid, budget, args.metric)
+    lines.append("compute: trial-epochs are exact; 'x random s' uses the seconds recorded per epoch"
+                 + (" (the grid was recorded on a shared machine under varying load)"
+                    if args.mode != "live" else ""))
     wall = time.perf_counter() - start
     print("\n" + table, flush=True)
     print(f"grid optimum {args.metric} {optimum:.2f}; skipped: "

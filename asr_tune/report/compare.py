@@ -209,8 +209,8 @@ def plot_comparison(runs: Mapping[str, Mapping[int, Experiment]], result: dict[s
             ax.text(i, 0.02, "median:\nnot reached", ha="center", fontsize=7, color="r")
     for name, t in (targets or {}).items():
         ax.axhline(t, color="tab:red", ls="--", lw=1)
-        ax.text(len(names) - 0.5, t, f" target {t}x", color="tab:red", fontsize=8, va="bottom",
-                ha="right")
+        ax.text(-0.45, t, f"target {name}: {t}x", color="tab:red", fontsize=8, va="bottom",
+                ha="left")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(names)), names, rotation=20)
     ax.set_ylabel(f"trial-epochs to reach {ref}'s best / {ref}'s own")

@@ -5,9 +5,10 @@ model.d_model``) as a real ``asr-tune search`` with the ``grid`` searcher (real 
 epoch's metrics and seconds kept) and writes the curves to JSON. ``run_replay`` then runs any
 registered searcher through real Ray Tune -- the registry's own ``search_alg``/``scheduler`` from
 ``build_search`` -- with a trainable that looks the sampled config up in the grid (continuous
-samples snapped to the nearest grid point) and reports its recorded curve epoch by epoch with a
-checkpoint (so pausing schedulers resume where they stopped). Nothing is trained: compute is
-counted in trial-epochs and in the recorded seconds (``recorded_time_this_iter_s``).
+samples snapped to the nearest grid point) and reports its recorded curve epoch by epoch (with a
+checkpoint per epoch for the pausing schedulers, so a paused trial resumes where it stopped).
+Nothing is trained: compute is counted in trial-epochs and in the recorded seconds
+(``recorded_time_this_iter_s``). Population-based searchers (pbt, pb2) are not replayable.
 
 Usage::
 
@@ -224,14 +225,15 @@ def budget_stopper(budget: int) -> Any:
 
     class BudgetStopper(Stopper):
         def __init__(self) -> None:
-            self.budget, self.seen = int(budget), 0
+            self.budget, self.seen = int(budget), set()
 
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            self.seen += 1
+            # distinct (trial, iteration): a finished function trial re-sends its last result
+            self.seen.add((trial_id, result.get("training_iteration")))
             return False
 
         def stop_all(self) -> bool:
-            return self.seen >= self.budget
+            return len(self.seen) >= self.budget
 
     return BudgetStopper()
 

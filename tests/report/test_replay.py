@@ -126,3 +126,15 @@ def test_compare_bookkeeping(tmp_path: Path) -> None:
     assert (row["epochs_to_target"], row["trials_to_target"], row["ratio_epochs"]) == (3, 2, 0.75)
     assert row["best_at_budget"] == 60 and row["trials_at_budget"] == 3
     assert res["summary"]["fast"]["stopped_early_mean"] == 1  # trial 0; trial 2 still "running"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_budget_stops_at_exact_trial_epochs(tmp_path: Path, ray_local: Any) -> None:
+    """The budget counts distinct reported epochs (a finished trial's repeated last result is not
+    counted twice); one trial at a time, the search stops exactly at the budget."""
+    exp_dir = run_replay(make_grid(), "random", seed=1, budget_epochs=20, storage=tmp_path,
+                         parallel=1, max_concurrent=1)
+    ev = load_experiment(exp_dir).events()
+    assert ev["cum_epochs"].iloc[-1] == 20
+    assert ev.groupby("trial_id")["training_iteration"].max().tolist()[:3] == [EPOCHS] * 3
