@@ -39,10 +39,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+try:  # imported from the repo root (tests) or run as a script (benchmarks/ is then on sys.path)
+    from benchmarks.common import format_table, machine_info, machine_line, write_json
+except ImportError:
+    from common import format_table, machine_info, machine_line, write_json  # type: ignore
 
-from benchmarks.common import format_table, machine_info, machine_line, write_json  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_GRID = REPO / "benchmarks" / "data" / "synth_grid.json"
 BASE_CONFIG = REPO / "configs" / "ci_search_tiny.yaml"
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     names, skipped = replayable(names)
     if "random" not in names:
         names.insert(0, "random")
+    if args.seeds < 3 and not args.quick:
+        print(f"note: --seeds {args.seeds} raised to 3 (the comparison needs at least 3 seeds)")
     seeds = list(range(max(3, args.seeds) if not args.quick else 3))
     budget = args.budget or grid.total_epochs() // 2
     shutil.rmtree(work / "replay", ignore_errors=True)
