@@ -35,16 +35,30 @@ A plan's objects are stateful: build one plan per ``Tuner``.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from asr_tune.config import ParamSpec, SearchConfig
 from asr_tune.errors import SearchError
 from asr_tune.tuning import space as sp
+from asr_tune.tuning.options import (  # also re-exported from here
+    AshaOptions, BayesOptOptions, BohbOptions, HyperBandOptions, NoOptions, Pb2Options,
+    PbtOptions, PerturbationOptions, RlOptions, SearcherOptions, TpeOptions, interval,
+    parse_all_options, parse_options)
+from asr_tune.tuning.native import (  # also re-exported from here
+    bayesopt_bounds, config_space, hyperopt_space, pb2_bounds, pbt_mutations)
+
+__all__ = [
+    "ALL_TYPES", "DEFAULT_MODEL_CONCURRENCY", "MAX_BOHB_CATEGORIES", "NO_GRID", "TIME_ATTR",
+    "BuildContext", "SearchPlan", "SearcherInfo", "build_search", "changes_shapes",
+    "check_compatible", "searcher_info", "searcher_names",
+    # from options.py
+    "AshaOptions", "BayesOptOptions", "BohbOptions", "HyperBandOptions", "NoOptions",
+    "Pb2Options", "PbtOptions", "PerturbationOptions", "RlOptions", "SearcherOptions",
+    "TpeOptions", "interval", "parse_all_options", "parse_options",
+    # from native.py
+    "bayesopt_bounds", "config_space", "hyperopt_space", "pb2_bounds", "pbt_mutations"]
 
 TIME_ATTR = "training_iteration"
 ALL_TYPES = frozenset({"uniform", "loguniform", "quniform", "randint", "choice", "grid"})
@@ -77,104 +91,6 @@ class SearchPlan:
     def overrides(self, trial_config: Mapping[str, Any]) -> dict[str, Any]:
         """The dotted config overrides of a trial of this plan (see ``space.trial_overrides``)."""
         return sp.trial_overrides(trial_config, self.space)
-
-
-# ----------------------------------------------------------------------------- options
-
-
-class SearcherOptions(BaseModel):
-    """Base of the per-searcher option models (``search.options.<name>``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    def check(self, ctx: "BuildContext") -> None:
-        """Cross-checks against the run (``max_t``, ``num_samples``); raise ``SearchError``."""
-
-
-class NoOptions(SearcherOptions):
-    pass
-
-
-class AshaOptions(SearcherOptions):
-    grace_period: int = Field(1, ge=1, description="epochs before a trial can be stopped")
-    reduction_factor: float = Field(3.0, gt=1)
-    brackets: int = Field(1, ge=1)
-
-    def check(self, ctx: "BuildContext") -> None:
-        _at_most(ctx, "grace_period", self.grace_period, ctx.max_t)
-
-
-class HyperBandOptions(SearcherOptions):
-    reduction_factor: float = Field(3.0, gt=1)
-
-
-class BohbOptions(SearcherOptions):
-    reduction_factor: float = Field(3.0, gt=1)
-    max_concurrent: int = Field(0, ge=0, description="0 = the run's cap")
-
-
-class PbtOptions(SearcherOptions):
-    perturbation_interval: int | None = Field(None, ge=1, description="default max_t // 4")
-    quantile_fraction: float = Field(0.25, ge=0.0, le=0.5)
-    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
-    synch: bool = False
-
-    def check(self, ctx: "BuildContext") -> None:
-        _below(ctx, "perturbation_interval", interval(self, ctx.max_t), ctx.max_t)
-        _population(ctx)
-
-
-class Pb2Options(SearcherOptions):
-    perturbation_interval: int | None = Field(None, ge=1, description="default max_t // 4")
-    quantile_fraction: float = Field(0.25, ge=0.0, le=0.5)
-    synch: bool = False
-
-    def check(self, ctx: "BuildContext") -> None:
-        _below(ctx, "perturbation_interval", interval(self, ctx.max_t), ctx.max_t)
-        _population(ctx)
-
-
-class TpeOptions(SearcherOptions):
-    n_initial_points: int = Field(10, ge=1, description="random suggestions before TPE")
-    gamma: float = Field(0.25, gt=0.0, lt=1.0)
-    max_concurrent: int = Field(0, ge=0, description="0 = the run's cap")
-
-
-class BayesOptOptions(SearcherOptions):
-    random_search_steps: int = Field(10, ge=1)
-    utility: Literal["ucb", "ei", "poi"] = "ucb"
-    kappa: float = Field(2.576, ge=0.0)
-    xi: float = Field(0.0, ge=0.0)
-    max_concurrent: int = Field(0, ge=0, description="0 = the run's cap")
-
-
-class RlOptions(SearcherOptions):
-    lr: float = Field(0.2, gt=0.0, le=100.0)
-    baseline_decay: float = Field(0.9, ge=0.0, lt=1.0)
-    entropy_coef: float = Field(0.01, ge=0.0)
-    bins: int = Field(8, ge=2, le=1000, description="values per continuous parameter")
-    max_concurrent: int = Field(0, ge=0, description="0 = the run's cap")
-
-
-def interval(opts: PbtOptions | Pb2Options, max_t: int) -> int:
-    return opts.perturbation_interval or max(1, max_t // 4)
-
-
-def _at_most(ctx: "BuildContext", key: str, value: float, bound: float) -> None:
-    if value > bound:
-        raise SearchError(f"search.options.{ctx.name}.{key}={value} must be <= max_t={bound}")
-
-
-def _below(ctx: "BuildContext", key: str, value: float, bound: float) -> None:
-    if value >= bound:
-        raise SearchError(f"search.options.{ctx.name}.{key}={value} must be < max_t={bound} "
-                          "(otherwise no trial is ever perturbed)")
-
-
-def _population(ctx: "BuildContext") -> None:
-    if ctx.num_samples < 2:
-        raise SearchError(f"searcher '{ctx.name}' needs a population: search.num_samples="
-                          f"{ctx.num_samples} must be >= 2")
 
 
 # ----------------------------------------------------------------------------- the table
@@ -254,38 +170,6 @@ def build_search(search_cfg: SearchConfig, max_t: int, max_concurrent: int = 0) 
                        max_concurrent=int(max_concurrent))
     ctx.options.check(ctx)
     return info.factory(ctx)
-
-
-def parse_all_options(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, SearcherOptions]:
-    """Typed options for every searcher (defaults where absent); errors name searcher and key."""
-    table = _registry()
-    unknown = sorted(set(raw) - set(table))
-    if unknown:
-        raise SearchError(f"search.options: unknown searcher '{unknown[0]}'; valid searchers: "
-                          f"{', '.join(table)}")
-    return {name: parse_options(name, raw.get(name) or {}) for name in table}
-
-
-def parse_options(name: str, raw: Mapping[str, Any]) -> SearcherOptions:
-    model = searcher_info(name).options
-    if not isinstance(raw, Mapping):
-        raise SearchError(f"search.options.{name}: expected a mapping, got {type(raw).__name__}")
-    try:
-        return model.model_validate(dict(raw))
-    except ValidationError as err:
-        raise SearchError(_format_option_error(name, err)) from None
-
-
-def _format_option_error(name: str, err: ValidationError) -> str:
-    msgs = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            valid = ", ".join(searcher_info(name).options.model_fields) or "none"
-            msgs.append(f"search.options.{name}: unknown key '{key}' (valid keys: {valid})")
-        else:
-            msgs.append(f"search.options.{name}.{key}: {e['msg']} (got {e.get('input')!r})")
-    return "; ".join(msgs)
 
 
 # ----------------------------------------------------------------------------- compatibility
@@ -467,7 +351,7 @@ _LOG10_NOTE = ("loguniform parameters are searched as '<name>@log10'; use "
                "space.trial_overrides() to get the real values")
 
 
-def _exploit_note(o: PbtOptions | Pb2Options, max_t: int) -> str:
+def _exploit_note(o: PerturbationOptions, max_t: int) -> str:
     every = interval(o, max_t)
     note = (f"every {every} iterations the bottom {o.quantile_fraction:.0%} clone the top trials' "
             "checkpoints with mutated hyperparameters: the trainable must report the metric every "
@@ -497,13 +381,7 @@ def _bayesopt(ctx: BuildContext) -> SearchPlan:
     from ray.tune.search.bayesopt import BayesOptSearch
 
     o: BayesOptOptions = ctx.options
-    bounds = {}
-    for name, spec in ctx.space.items():
-        if spec.type == "loguniform":
-            bounds[name + sp.LOG10_SUFFIX] = sp.log10_bounds(spec)
-        else:
-            bounds[name] = (float(spec.low), float(spec.high))
-    searcher = BayesOptSearch(space=bounds, metric=ctx.metric, mode=ctx.mode,
+    searcher = BayesOptSearch(space=bayesopt_bounds(ctx.space), metric=ctx.metric, mode=ctx.mode,
                               utility_kwargs={"kind": o.utility, "kappa": o.kappa, "xi": o.xi},
                               random_state=ctx.seed, random_search_steps=o.random_search_steps)
     return _plan(ctx, _limit(searcher, ctx), None, {}, [
@@ -522,117 +400,6 @@ def _rl(ctx: BuildContext) -> SearchPlan:
     return _plan(ctx, searcher, None, {}, [
         f"REINFORCE controller; continuous parameters discretised into {o.bins} values",
         _concurrency_note(ctx, internal=True)])
-
-
-# ----------------------------------------------------------------------------- native spaces
-
-
-def pbt_mutations(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    """PBT ``hyperparam_mutations``: lists (shifted left/right) for discrete, domains otherwise."""
-    out: dict[str, Any] = {}
-    for name, spec in space.items():
-        if spec.type == "choice":
-            out[name] = list(spec.values or [])
-        elif spec.type == "randint" and spec.high - spec.low <= sp.MAX_GRID_POINTS:
-            out[name] = list(range(int(spec.low), int(spec.high)))
-        elif spec.type == "quniform" and len(sp.quantized_values(spec)) < sp.MAX_GRID_POINTS:
-            out[name] = sp.quantized_values(spec)
-        else:
-            out[name] = sp.tune_domain(spec)
-    return out
-
-
-def pb2_bounds(space: Mapping[str, ParamSpec]) -> dict[str, list[float]]:
-    """PB2 ``hyperparam_bounds`` (loguniform in log10 space under ``<name>@log10``)."""
-    out: dict[str, list[float]] = {}
-    for name, spec in space.items():
-        if spec.type == "loguniform":
-            out[name + sp.LOG10_SUFFIX] = list(sp.log10_bounds(spec))
-        elif spec.type == "randint":
-            out[name] = [float(spec.low), float(spec.high - 1)]
-        elif spec.type == "quniform":
-            out[name] = list(sp.quantized_bounds(spec))
-        else:
-            out[name] = [float(spec.low), float(spec.high)]
-    return out
-
-
-def config_space(space: Mapping[str, ParamSpec], seed: int | None = None) -> Any:
-    """A ``ConfigSpace.ConfigurationSpace`` for BOHB, with ``when`` as (And)InConditions."""
-    import ConfigSpace as CS
-
-    cs = CS.ConfigurationSpace(seed=seed)
-    hps = {name: _cs_param(CS, name, spec) for name, spec in space.items()}
-    cs.add(list(hps.values()))
-    for name, spec in space.items():
-        if spec.when:
-            conds = [CS.InCondition(hps[name], hps[parent],
-                                    [_cs_value(space[parent], v) for v in values])
-                     for parent, values in spec.when.items()]
-            cs.add(conds[0] if len(conds) == 1 else CS.AndConjunction(*conds))
-    return cs
-
-
-def _cs_param(CS: Any, name: str, spec: ParamSpec) -> Any:
-    if spec.type in ("uniform", "loguniform"):
-        return CS.UniformFloatHyperparameter(name, lower=spec.low, upper=spec.high,
-                                             log=spec.type == "loguniform")
-    if spec.type == "randint":
-        return CS.UniformIntegerHyperparameter(name, lower=int(spec.low), upper=int(spec.high) - 1)
-    if spec.type == "quniform":
-        return CS.CategoricalHyperparameter(name, choices=sp.quantized_values(spec))
-    return CS.CategoricalHyperparameter(name, choices=list(spec.values or []))
-
-
-def _cs_value(parent: ParamSpec, value: Any) -> Any:
-    if parent.type == "quniform":
-        return min(sp.quantized_values(parent), key=lambda g: abs(g - value))
-    if parent.type == "randint":
-        return int(value)
-    return next(v for v in parent.values or [] if sp.same_value(v, value))
-
-
-def hyperopt_space(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    """A native hyperopt space; a choice parent with conditional children becomes
-    ``hp.choice(parent, [{parent: value, child: node, ...}, ...])`` (shared child nodes)."""
-    children: dict[str, list[str]] = {}
-    for name, spec in space.items():
-        for parent in spec.when or {}:
-            children.setdefault(parent, []).append(name)
-    memo: dict[str, Any] = {}
-
-    def build(name: str) -> Any:
-        if name not in memo:
-            memo[name] = _hp_node(name, space, children, build)
-        return memo[name]
-
-    return {name: build(name) for name, spec in space.items() if not spec.when}
-
-
-def _hp_node(name: str, space: Mapping[str, ParamSpec], children: dict[str, list[str]],
-             build: Callable[[str], Any]) -> Any:
-    from hyperopt import hp
-
-    spec = space[name]
-    if spec.type == "choice" and name in children:
-        branches = []
-        for value in spec.values or []:
-            branch = {name: value}
-            for child in children[name]:
-                if sp.is_active(space[child], {name: value}):
-                    branch[child] = build(child)
-            branches.append(branch)
-        return hp.choice(name, branches)
-    if spec.type == "choice":
-        return hp.choice(name, list(spec.values or []))
-    if spec.type == "uniform":
-        return hp.uniform(name, spec.low, spec.high)
-    if spec.type == "loguniform":
-        return hp.loguniform(name, math.log(spec.low), math.log(spec.high))
-    if spec.type == "randint":
-        return hp.uniformint(name, int(spec.low), int(spec.high) - 1)
-    low, high = sp.quantized_bounds(spec)
-    return hp.quniform(name, low, high, spec.q)
 
 
 # ----------------------------------------------------------------------------- registry
