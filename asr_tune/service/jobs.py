@@ -13,6 +13,10 @@ A thin layer over :class:`ray.job_submission.JobSubmissionClient` that
 * enriches a job's status with the Tune experiment it writes (``<storage>/<name>``, recorded in the
   job's metadata at submit time): trial counts by state, best metric so far, failing trials' errors.
 
+Address/token resolution, the connection check and error translation live in
+:mod:`asr_tune.service.client`, reading the experiment state in :mod:`asr_tune.service.experiment`;
+their public names are re-exported here.
+
 Usage::
 
     from asr_tune.service import jobs
@@ -35,36 +39,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
 import os
-import sys
 import shlex
 import shutil
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence, overload
+from typing import Any, Iterator, Literal, Sequence, overload
 
 import yaml
 
 from asr_tune.errors import ServiceError
+from asr_tune.service.client import (  # also re-exported from here
+    ADDRESS_ENV_VARS, CONNECT_TIMEOUT_S, DEFAULT_TOKEN_FILE, READ_TIMEOUT_S, TOKEN_ENV_VAR,
+    TOKEN_PATH_ENV_VAR, Connection, Token, connect, first_line, quiet_ray_logs, resolve_address,
+    resolve_token, translate_errors)
+from asr_tune.service.experiment import (  # also re-exported from here
+    ExperimentSummary, TrialError, read_experiment)
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ray.job_submission import JobSubmissionClient
+__all__ = [
+    "LOG_TAIL_LINES", "METADATA_TAG", "TERMINAL", "JobStatus", "JobSummary", "SubmitResult",
+    "build_entrypoint", "list_jobs", "logs", "status", "stop", "submit", "submit_entrypoint",
+    "wait",
+    # from client.py
+    "ADDRESS_ENV_VARS", "CONNECT_TIMEOUT_S", "DEFAULT_TOKEN_FILE", "READ_TIMEOUT_S",
+    "TOKEN_ENV_VAR", "TOKEN_PATH_ENV_VAR", "Connection", "Token", "connect", "quiet_ray_logs",
+    "resolve_address", "resolve_token",
+    # from experiment.py
+    "ExperimentSummary", "TrialError", "read_experiment"]
 
-ADDRESS_ENV_VARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
-TOKEN_ENV_VAR = "RAY_AUTH_TOKEN"
-TOKEN_PATH_ENV_VAR = "RAY_AUTH_TOKEN_PATH"
-DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token")
 METADATA_TAG = "asr_tune"
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 30.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 LOG_TAIL_LINES = 20
-_ray_log_level: int | None = None  # see quiet_ray_logs()
 
 
 # --------------------------------------------------------------------------- results
@@ -79,30 +86,6 @@ class SubmitResult:
     name: str = ""
     storage: str = ""
     entrypoint: str = ""
-
-
-@dataclass
-class TrialError:
-    trial: str
-    message: str  # last line of the trial's error.txt (the exception)
-    path: str = ""
-
-
-@dataclass
-class ExperimentSummary:
-    """State of the Tune experiment a job writes under ``<storage>/<name>``."""
-
-    path: str
-    metric: str = "val_wer"
-    mode: str = "min"
-    counts: dict[str, int] = field(default_factory=dict)  # trial status -> number of trials
-    best: float | None = None
-    best_trial: str | None = None
-    errors: list[TrialError] = field(default_factory=list)
-
-    @property
-    def num_trials(self) -> int:
-        return sum(self.counts.values())
 
 
 @dataclass
@@ -134,213 +117,8 @@ class JobSummary:
     end_time: float | None = None
 
 
-# --------------------------------------------------------------------------- address and token
-
-
-def resolve_address(address: str | None = None) -> str:
-    """The dashboard's HTTP URL from ``address``, else RAY_API_SERVER_ADDRESS/RAY_ADDRESS."""
-    source = "--address"
-    if not address:
-        for var in ADDRESS_ENV_VARS:
-            if os.environ.get(var):
-                address, source = os.environ[var], var
-                break
-    if not address:
-        raise ServiceError("no Ray head address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
-    address = address.strip().rstrip("/")
-    if address == "auto" or address.startswith("ray://"):
-        raise ServiceError(f"{source}={address!r} is not a dashboard address: use http://HEAD:8265 "
-                           "(the Ray dashboard / Jobs API of the head node)")
-    if "://" not in address:
-        address = f"http://{address}"
-    if not address.startswith(("http://", "https://")):
-        raise ServiceError(f"{source}={address!r}: expected http://HOST:PORT of the Ray dashboard")
-    return address
-
-
-@dataclass(frozen=True)
-class Token:
-    value: str
-    source: str  # for messages: where the token came from
-
-
-def resolve_token(token_file: str | os.PathLike[str] | None = None) -> Token | None:
-    """The auth token: ``token_file``, else RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
-    if token_file:
-        return _read_token_file(Path(token_file).expanduser(), f"--token-file {token_file}", True)
-    if os.environ.get(TOKEN_ENV_VAR, "").strip():
-        return Token(os.environ[TOKEN_ENV_VAR].strip(), TOKEN_ENV_VAR)
-    if os.environ.get(TOKEN_PATH_ENV_VAR):
-        path = os.environ[TOKEN_PATH_ENV_VAR]
-        return _read_token_file(Path(path).expanduser(), f"{TOKEN_PATH_ENV_VAR}={path}", True)
-    return _read_token_file(DEFAULT_TOKEN_FILE.expanduser(), str(DEFAULT_TOKEN_FILE), False)
-
-
-def _read_token_file(path: Path, source: str, required: bool) -> Token | None:
-    try:
-        value = path.read_text().strip()
-    except OSError as err:
-        if not required:
-            return None
-        raise ServiceError(f"{source}: cannot read token file ({err.strerror or err})") from None
-    if not value:
-        if not required:
-            return None
-        raise ServiceError(f"{source}: token file is empty")
-    return Token(value, source)
-
-
-def _auth_headers(token: Token | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token.value}"} if token else {}
-
-
-# --------------------------------------------------------------------------- connection
-
-
-@dataclass
-class Connection:
-    """A checked JobSubmissionClient plus what error messages need to know."""
-
-    client: "JobSubmissionClient"
-    address: str
-    token: Token | None
-
-
-def connect(address: str | None = None, token_file: str | os.PathLike[str] | None = None) -> Connection:
-    """Check that ``address`` is a reachable Ray dashboard that accepts our token, then connect."""
-    url = resolve_address(address)
-    token = resolve_token(token_file)
-    _preflight(url, token)
-    with _env_without(*ADDRESS_ENV_VARS), _translate(url, token):
-        from ray.job_submission import JobSubmissionClient
-
-        _apply_ray_log_level()
-
-        # JobSubmissionClient lets RAY_ADDRESS override its argument: hide it while resolving.
-        client = JobSubmissionClient(url, headers=_auth_headers(token))
-    return Connection(client, url, token)
-
-
-def quiet_ray_logs(level: int = logging.WARNING) -> None:
-    """Raise the level of Ray's job-client loggers (package uploads etc.; default WARNING).
-
-    Applied when Ray is first used: Ray resets its child loggers when it is imported, and this
-    module imports Ray only after the cheap reachability/auth check."""
-    global _ray_log_level
-    _ray_log_level = level
-    if "ray" in sys.modules:
-        _apply_ray_log_level()
-
-
-def _apply_ray_log_level() -> None:
-    if _ray_log_level is None:
-        return
-    for name in ("ray.dashboard", "ray._private", "ray.job_submission"):
-        logging.getLogger(name).setLevel(_ray_log_level)
-
-
-def _preflight(url: str, token: Token | None) -> str:
-    """GET /api/version with a timeout and turn every failure into one line; returns Ray's version."""
-    import requests
-
-    try:
-        resp = requests.get(f"{url}/api/version", headers=_auth_headers(token),
-                            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-    except requests.exceptions.ConnectTimeout:
-        raise ServiceError(f"cannot reach the Ray head at {url}: no answer within "
-                           f"{CONNECT_TIMEOUT_S:.0f} s (wrong host, or a firewall?)") from None
-    except requests.exceptions.ReadTimeout:
-        raise ServiceError(f"the Ray head at {url} accepted the connection but did not answer "
-                           f"within {READ_TIMEOUT_S:.0f} s") from None
-    except requests.exceptions.SSLError:
-        raise ServiceError(f"TLS handshake with {url} failed (use http:// unless the dashboard "
-                           "is behind an HTTPS proxy)") from None
-    except requests.exceptions.ConnectionError as err:
-        raise ServiceError(_connection_error_message(url, err)) from None
-    except requests.exceptions.RequestException as err:
-        raise ServiceError(f"cannot talk to the Ray head at {url}: {_first_line(err)}") from None
-    _check_auth_status(url, resp.status_code, token)
-    try:
-        version = resp.json()["ray_version"] if resp.status_code == 200 else None
-    except (ValueError, KeyError, TypeError):
-        version = None
-    if not version:
-        raise ServiceError(f"{url} is not a Ray dashboard (GET /api/version answered HTTP "
-                           f"{resp.status_code}): use the dashboard port (default 8265), "
-                           "not the GCS (6379) or Ray Client (10001) port")
-    return str(version)
-
-
-def _connection_error_message(url: str, err: Exception) -> str:
-    text = str(err)
-    if "refused" in text.lower():
-        return (f"cannot reach the Ray head at {url}: connection refused (is the head running, "
-                "and is this the dashboard port, default 8265?)")
-    if "resolve" in text.lower() or "name or service" in text.lower():
-        return f"cannot reach the Ray head at {url}: unknown host"
-    if "reset" in text.lower() or "aborted" in text.lower() or "badstatusline" in text.lower():
-        return (f"{url} is not a Ray dashboard (the connection was dropped): use the dashboard "
-                "port (default 8265), not the GCS (6379) or Ray Client (10001) port")
-    return f"cannot reach the Ray head at {url}: {_first_line(err)}"
-
-
-def _check_auth_status(url: str, status: int, token: Token | None) -> None:
-    if status == 401:
-        raise ServiceError(f"the Ray head at {url} requires an authentication token (token auth "
-                           "is on): pass --token-file FILE or set RAY_AUTH_TOKEN")
-    if status == 403:
-        where = token.source if token else "the request"
-        raise ServiceError(f"the Ray head at {url} rejected the authentication token from "
-                           f"{where}: it is not this cluster's token")
-
-
-@contextlib.contextmanager
-def _env_without(*names: str) -> Iterator[None]:
-    saved = {n: os.environ.pop(n) for n in names if n in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
-@contextlib.contextmanager
-def _translate(url: str, token: Token | None, job_id: str | None = None) -> Iterator[None]:
-    """Map Ray / requests / aiohttp exceptions raised inside the block to one-line ServiceErrors."""
-    import requests
-
-    try:
-        yield
-    except ServiceError:
-        raise
-    except requests.exceptions.ConnectionError as err:
-        raise ServiceError(_connection_error_message(url, err)) from None
-    except ConnectionError as err:  # JobSubmissionClient's own "Failed to connect to Ray at ..."
-        raise ServiceError(_connection_error_message(url, err)) from None
-    except Exception as err:  # noqa: BLE001 - every remaining failure becomes one line
-        raise ServiceError(_ray_error_message(url, token, job_id, err)) from None
-
-
-def _ray_error_message(url: str, token: Token | None, job_id: str | None, err: Exception) -> str:
-    text = str(err)
-    status = getattr(err, "status", None)  # aiohttp.WSServerHandshakeError
-    if type(err).__name__ == "AuthenticationError" or status in (401, 403):
-        missing = status == 401 or "required" in text.lower() or "missing" in text.lower()
-        try:
-            _check_auth_status(url, 401 if missing else 403, token)
-        except ServiceError as auth_err:
-            return str(auth_err)
-    if job_id is not None and ("404" in text or "does not exist" in text or status == 404):
-        return f"no job '{job_id}' on the Ray head at {url} (list them with: asr-tune jobs)"
-    return f"Ray head at {url}: {_first_line(err)}"
-
-
-def _first_line(err: BaseException | str) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
 def _with(conn: Connection, job_id: str | None = None) -> contextlib.AbstractContextManager[None]:
-    return _translate(conn.address, conn.token, job_id)
+    return translate_errors(conn.address, conn.token, job_id)
 
 
 def _job_page(address: str, job_id: str) -> str:
@@ -592,131 +370,7 @@ def _try_read_experiment(metadata: dict[str, str]) -> tuple[ExperimentSummary | 
     try:
         summary = read_experiment(path, metadata.get("metric", "val_wer"), metadata.get("mode", "min"))
     except Exception as err:  # noqa: BLE001 - an unreadable experiment must not hide the job status
-        return None, f"experiment state at {path} not readable here: {_first_line(err)}"
+        return None, f"experiment state at {path} not readable here: {first_line(err)}"
     if summary is None:
         return None, f"no experiment state at {path} yet (or not reachable from this machine)"
     return summary, ""
-
-
-def read_experiment(path: str, metric: str = "val_wer", mode: str = "min") -> ExperimentSummary | None:
-    """Summarize a Tune experiment dir (local path or URI); None when it does not exist (yet).
-
-    Reads the newest ``experiment_state-*.json`` Tune writes (trial status, per-trial metric
-    min/max) and each trial dir's ``error.txt``; without a state file, falls back to the trial
-    dirs' ``result.json``.
-    """
-    fs = _ExperimentFS.open(path)
-    if fs is None:
-        return None
-    summary = ExperimentSummary(path=path, metric=metric, mode=mode)
-    states = sorted(n for n in fs.files("") if n.startswith("experiment_state-") and n.endswith(".json"))
-    trials = _trials_from_state(fs.read(states[-1])) if states else _trials_from_dirs(fs, metric)
-    counts: Counter[str] = Counter()
-    for trial in trials:
-        counts[trial["status"]] += 1
-        _update_best(summary, trial, metric, mode)
-    summary.counts = dict(sorted(counts.items()))
-    summary.errors = _trial_errors(fs, trials)
-    return summary
-
-
-def _trials_from_state(text: str) -> list[dict[str, Any]]:
-    trials = []
-    for entry in json.loads(text).get("trial_data", []):
-        state = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-        runtime = json.loads(entry[1]) if len(entry) > 1 and isinstance(entry[1], str) else {}
-        trials.append({"id": state.get("trial_id", "?"), "status": state.get("status", "UNKNOWN"),
-                       "dir": state.get("relative_logdir") or "",
-                       "analysis": (runtime or {}).get("metric_analysis") or {},
-                       "error_file": (runtime or {}).get("error_filename")})
-    return trials
-
-
-def _trials_from_dirs(fs: "_ExperimentFS", metric: str) -> list[dict[str, Any]]:
-    trials = []
-    for d in fs.dirs(""):
-        files = fs.files(d)
-        if "result.json" not in files and "params.json" not in files:
-            continue
-        values = []
-        if "result.json" in files:
-            for line in fs.read(f"{d}/result.json").splitlines():
-                with contextlib.suppress(ValueError, TypeError):
-                    v = json.loads(line).get(metric)
-                    if isinstance(v, (int, float)):
-                        values.append(float(v))
-        analysis = {metric: {"min": min(values), "max": max(values)}} if values else {}
-        trials.append({"id": d, "status": "ERROR" if "error.txt" in files else "REPORTED",
-                       "dir": d, "analysis": analysis, "error_file": "error.txt" if "error.txt" in files else None})
-    return trials
-
-
-def _update_best(summary: ExperimentSummary, trial: dict[str, Any], metric: str, mode: str) -> None:
-    value = (trial["analysis"].get(metric) or {}).get(mode)
-    if not isinstance(value, (int, float)):
-        return
-    if summary.best is None or (value < summary.best if mode == "min" else value > summary.best):
-        summary.best, summary.best_trial = float(value), trial["id"]
-
-
-def _trial_errors(fs: "_ExperimentFS", trials: list[dict[str, Any]]) -> list[TrialError]:
-    errors = []
-    for trial in trials:
-        if trial["status"] != "ERROR" and not trial.get("error_file"):
-            continue
-        rel = f"{trial['dir']}/{trial.get('error_file') or 'error.txt'}"
-        try:
-            text = fs.read(rel)
-        except (OSError, FileNotFoundError):
-            if trial["status"] == "ERROR":
-                errors.append(TrialError(trial["id"], "failed (no error.txt found)", rel))
-            continue
-        errors.append(TrialError(trial["id"], _exception_line(text), fs.join(rel)))
-    return errors
-
-
-def _exception_line(text: str) -> str:
-    """The exception line of a traceback (its last non-blank line)."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "(empty error.txt)"
-
-
-class _ExperimentFS:
-    """Minimal read-only view of an experiment dir on the local disk or a pyarrow filesystem."""
-
-    def __init__(self, root: str, pafs: Any = None) -> None:
-        self.root, self.pafs = root.rstrip("/"), pafs
-
-    @classmethod
-    def open(cls, path: str) -> "_ExperimentFS | None":
-        if "://" not in path:
-            return cls(path) if Path(path).is_dir() else None
-        import pyarrow.fs as pafs
-
-        fs, root = pafs.FileSystem.from_uri(path)
-        if fs.get_file_info(root).type != pafs.FileType.Directory:
-            return None
-        return cls(root, fs)
-
-    def join(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if rel else self.root
-
-    def _entries(self, rel: str) -> list[tuple[str, bool]]:
-        if self.pafs is None:
-            return [(p.name, p.is_dir()) for p in Path(self.join(rel)).iterdir()]
-        import pyarrow.fs as pafs
-
-        infos = self.pafs.get_file_info(pafs.FileSelector(self.join(rel), allow_not_found=True))
-        return [(i.base_name, i.type == pafs.FileType.Directory) for i in infos]
-
-    def files(self, rel: str) -> list[str]:
-        return [n for n, is_dir in self._entries(rel) if not is_dir]
-
-    def dirs(self, rel: str) -> list[str]:
-        return sorted(n for n, is_dir in self._entries(rel) if is_dir)
-
-    def read(self, rel: str) -> str:
-        if self.pafs is None:
-            return Path(self.join(rel)).read_text(errors="replace")
-        with self.pafs.open_input_stream(self.join(rel)) as f:
-            return f.read().decode(errors="replace")
