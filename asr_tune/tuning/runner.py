@@ -168,7 +168,8 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, search_alg=plan.search_alg, scheduler=plan.scheduler,
             num_samples=plan.num_samples, max_concurrent_trials=concurrency,
-            time_budget_s=s.time_budget_s or None, reuse_actors=False),
+            time_budget_s=s.time_budget_s or None,
+            reuse_actors=True),  # saves the torch/Lightning import per trial (see benchmarks)
         run_config=_run_config(cfg, storage_path, exp_name))
     grid = tuner.fit()
     return finish(exp_dir, cfg, grid, time.perf_counter() - start, dashboard)
