@@ -39,16 +39,22 @@ Writes ``OUT/overhead.json`` (numbers + machine info), ``OUT/overhead.png`` and 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import os
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+try:  # imported from the repo root or run as a script (benchmarks/ is then on sys.path)
+    from benchmarks.common import (bench_parser, corpus_config, ensure_corpus, machine_info,
+                                   print_footer, print_table, quiet, save_figure, silence,
+                                   write_json)
+except ImportError:
+    from common import (bench_parser, corpus_config, ensure_corpus,  # type: ignore[no-redef]
+                        machine_info, print_footer, print_table, quiet, save_figure, silence,
+                        write_json)
 
 QUICK = {"utterances": 150, "epochs": 3, "noop_trials": 8}
 FULL = {"utterances": 600, "epochs": 6, "noop_trials": 32}
@@ -61,16 +67,6 @@ TINY = {
     "trainer.accelerator": "cpu", "trainer.precision": "32-true", "search.evaluate_best_on_test": False,
     "search.max_failures": 0,
 }
-
-
-def _common() -> Any:
-    """``benchmarks/common.py`` whether run as a script or imported from the repo root."""
-    try:
-        from benchmarks import common  # type: ignore[import-not-found]
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import common  # type: ignore[import-not-found,no-redef]
-    return common
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,52 +110,9 @@ def make_epoch_timer() -> Any:
     return EpochTimer()
 
 
-@contextlib.contextmanager
-def quiet(log_file: Path) -> Iterator[None]:
-    """Send the output of a noisy step (Lightning, Ray, spawned workers) to ``log_file``.
-
-    Redirects file descriptors 1 and 2, so child processes and C-level writes are caught too.
-    """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_file, "a") as fh:
-        os.dup2(fh.fileno(), 1)
-        os.dup2(fh.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def ensure_corpus(root: Path, utterances: int, log_dir: Path) -> Path:
-    """The embedded synthetic corpus of ``utterances`` utterances under ``root`` (built once)."""
-    from asr_tune.data.synth import build_synth_corpus
-
-    out = root / f"bench_synth_{utterances}"
-    if not all((out / f"{s}.jsonl").exists() for s in ("train", "dev", "test")):
-        print(f"building the synthetic corpus ({utterances} utterances) in {out} ...", flush=True)
-        with quiet(log_dir / "corpus.log"):
-            build_synth_corpus(out, n_utterances=utterances, seed=0)
-    return out
-
-
 def base_config(corpus: Path, epochs: int, threads: int, out: Path) -> Any:
-    from asr_tune.config import load_config
-
-    ov = dict(TINY)
-    ov.update({f"data.{s}": str((corpus / f"{s}.jsonl").resolve()) for s in ("train", "dev", "test")})
-    ov.update({"trainer.max_epochs": epochs, "trainer.threads": threads,
-               "trainer.output_dir": str(out / "work" / "bare"), "search.storage": str(out / "work" / "ray"),
-               "data.synth_if_missing": False})
-    return load_config(None, ov)
+    return corpus_config(corpus, TINY, epochs, threads, {
+        "trainer.output_dir": str(out / "work" / "bare"), "search.storage": str(out / "work" / "ray")})
 
 
 def n_train(cfg: Any) -> int:
@@ -320,20 +273,13 @@ def plot(path: Path, bare: RunTiming, ray_init_s: float, tune_run: RunTiming | N
                color="tab:purple")
     ax.set_ylabel("no-op trials / s")
     ax.set_title("Tune scheduler throughput")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help=f"small settings ({QUICK['utterances']} utterances, {QUICK['epochs']} epochs, "
-                        f"{QUICK['noop_trials']} no-op trials); full: {FULL}")
-    p.add_argument("--out", default="results/overhead", help="output folder (default %(default)s)")
-    p.add_argument("--data", default="data", help="where the synthetic corpus is built/reused")
-    p.add_argument("--utterances", type=int, help="corpus size (overrides the mode's)")
+    p = bench_parser(__doc__, f"small settings ({QUICK['utterances']} utterances, {QUICK['epochs']} "
+                              f"epochs, {QUICK['noop_trials']} no-op trials); full: {FULL}",
+                     "results/overhead")
     p.add_argument("--epochs", type=int, help="epochs per run (overrides the mode's; >= 2)")
     p.add_argument("--noop-trials", type=int, help="no-op trials per scheduler measurement")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
@@ -354,13 +300,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    common = _common()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ray", "asr_tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    silence(("lightning", "lightning.pytorch", "lightning.fabric", "ray", "asr_tune"))
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     load_before = os.getloadavg()
     t_all = time.perf_counter()
@@ -416,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"measure": f"no-op trials/s (reuse_actors={nrun['reuse_actors']}, "
                                 f"{int(nrun['trials'])} trials)", "value": nrun["trials_per_s"],
                      "unit": "trials/s"})
-    info = common.machine_info()
+    info = machine_info()
     result = {
         "benchmark": "overhead", "mode": "quick" if args.quick else "full",
         "settings": {"utterances": args.utterances, "train_utterances": n, "epochs": args.epochs,
@@ -427,14 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "noop": noop, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "total_s": time.perf_counter() - t_all, "machine": info,
     }
-    common.write_json(out / "overhead.json", result)
+    write_json(out / "overhead.json", result)
     plot(out / "overhead.png", bare, ray_init_s, tune_run, ddp, noop)
     print()
-    common.print_table(rows, ["measure", "value", "unit"],
-                       title=f"Ray Tune overhead ({result['mode']}: {n} train utts x {args.epochs} epochs)")
-    print(f"machine: {common.machine_line(info)}")
-    print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
-    print(f"total {result['total_s']:.0f} s; wrote {out / 'overhead.json'}, {out / 'overhead.png'}")
+    print_table(rows, ["measure", "value", "unit"],
+                title=f"Ray Tune overhead ({result['mode']}: {n} train utts x {args.epochs} epochs)")
+    print_footer(info, load_before, result, out / "overhead.json", out / "overhead.png")
     return 0
 
 

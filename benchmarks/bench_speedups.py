@@ -48,20 +48,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import math
 import os
 import resource
 import sys
 import time
 import traceback
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from lightning.pytorch.callbacks import Callback
+
+try:  # imported from the repo root or run as a script (benchmarks/ is then on sys.path)
+    from benchmarks.common import (bench_parser, corpus_config, ensure_corpus, machine_info,
+                                   print_footer, print_table, quiet, save_figure, silence,
+                                   write_json)
+except ImportError:
+    from common import (bench_parser, corpus_config, ensure_corpus,  # type: ignore[no-redef]
+                        machine_info, print_footer, print_table, quiet, save_figure, silence,
+                        write_json)
 
 QUICK = {"utterances": 150, "epochs": 3, "rounds": 1, "es_epochs": 8, "patience": 2, "eval_repeats": 2}
 FULL = {"utterances": 600, "epochs": 4, "rounds": 2, "es_epochs": 30, "patience": 8, "eval_repeats": 3}
@@ -72,16 +79,6 @@ MODEL = {
     "model.ffn_mult": 2, "model.conv_kernel": 7, "optim.lr": 0.003, "optim.warmup_steps": 30,
     "data.batch_seconds": 30.0, "trainer.early_stopping_patience": 0, "trainer.progress_bar": False,
 }
-
-
-def _common() -> Any:
-    """``benchmarks/common.py`` whether run as a script or imported from the repo root."""
-    try:
-        from benchmarks import common  # type: ignore[import-not-found]
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import common  # type: ignore[import-not-found,no-redef]
-    return common
 
 
 class EpochTimer(Callback):
@@ -171,31 +168,6 @@ class Run:
 
 
 @contextlib.contextmanager
-def quiet(log_file: Path) -> Iterator[None]:
-    """Send the output of a noisy step (Lightning, Ray, spawned workers) to ``log_file``.
-
-    Redirects file descriptors 1 and 2, so child processes and C-level writes are caught too.
-    """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_file, "a") as fh:
-        os.dup2(fh.fileno(), 1)
-        os.dup2(fh.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-@contextlib.contextmanager
 def env(**values: str) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -209,26 +181,8 @@ def env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def ensure_corpus(root: Path, utterances: int, log_dir: Path) -> Path:
-    """The embedded synthetic corpus of ``utterances`` utterances under ``root`` (built once)."""
-    from asr_tune.data.synth import build_synth_corpus
-
-    out = root / f"bench_synth_{utterances}"
-    if not all((out / f"{s}.jsonl").exists() for s in ("train", "dev", "test")):
-        print(f"building the synthetic corpus ({utterances} utterances) in {out} ...", flush=True)
-        with quiet(log_dir / "corpus.log"):
-            build_synth_corpus(out, n_utterances=utterances, seed=0)
-    return out
-
-
 def base_config(corpus: Path, epochs: int, threads: int, out: Path) -> Any:
-    from asr_tune.config import load_config
-
-    ov: dict[str, Any] = dict(MODEL)
-    ov.update({f"data.{s}": str((corpus / f"{s}.jsonl").resolve()) for s in ("train", "dev", "test")})
-    ov.update({"trainer.max_epochs": epochs, "trainer.threads": threads, "data.synth_if_missing": False,
-               "trainer.output_dir": str(out / "work")})
-    return load_config(None, ov)
+    return corpus_config(corpus, MODEL, epochs, threads, {"trainer.output_dir": str(out / "work")})
 
 
 # ---- training runs ------------------------------------------------------------------------------
@@ -419,18 +373,11 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_xlabel("ratio B / A, log scale\ngreen = better (more samples/s; less time, memory, padding, epochs)\n"
                   "gray = one baseline measured repeatedly: the noise band")
     ax.set_title("Lightning speed-ups for Conformer-CTC")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help=f"small settings {QUICK}; full: {FULL}")
-    p.add_argument("--out", default="results/speedups", help="output folder (default %(default)s)")
-    p.add_argument("--data", default="data", help="where the synthetic corpus is built/reused")
-    p.add_argument("--utterances", type=int, help="corpus size (overrides the mode's)")
+    p = bench_parser(__doc__, f"small settings {QUICK}; full: {FULL}", "results/speedups")
     p.add_argument("--epochs", type=int, help="epochs per throughput run (>= 2)")
     p.add_argument("--rounds", type=int, help="baseline/variant repetitions, ABBA order (min is kept)")
     p.add_argument("--es-epochs", type=int, help="max epochs of the early-stopping pair")
@@ -456,14 +403,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    common = _common()
     out = Path(args.out)
     logs = out / "logs"
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "asr_tune"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    silence(("lightning", "lightning.pytorch", "lightning.fabric", "asr_tune"))
     from asr_tune.train import resolve_accelerator
 
     load_before = os.getloadavg()
@@ -585,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row("evaluation", "grad", "inference_mode", "error", None, None, "no model checkpoint"))
 
     n_train = max((r.n_train for r in runs.values()), default=0)
-    info = common.machine_info()
+    info = machine_info()
     result = {"benchmark": "speedups", "mode": "quick" if args.quick else "full", "device": device,
               "settings": {"utterances": args.utterances, "epochs": args.epochs, "es_epochs": args.es_epochs,
                            "patience": args.patience, "num_workers": args.num_workers,
@@ -594,15 +538,13 @@ def main(argv: list[str] | None = None) -> int:
               "table": rows, "runs": {k: v.to_dict() for k, v in runs.items()}, **extra,
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
               "total_s": time.perf_counter() - t_all, "machine": info}
-    common.write_json(out / "speedups.json", result)
+    write_json(out / "speedups.json", result)
     plot(out / "speedups.png", rows)
     print()
-    common.print_table(rows, ["comparison", "A", "B", "metric", "A_value", "B_value", "B/A", "note"],
-                       title=f"Lightning speed-ups ({result['mode']}, {device}, {n_train} train utts, "
-                             f"{args.epochs} epochs x {args.rounds} round(s) per run)")
-    print(f"machine: {common.machine_line(info)}")
-    print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
-    print(f"total {result['total_s']:.0f} s; wrote {out / 'speedups.json'}, {out / 'speedups.png'}")
+    print_table(rows, ["comparison", "A", "B", "metric", "A_value", "B_value", "B/A", "note"],
+                title=f"Lightning speed-ups ({result['mode']}, {device}, {n_train} train utts, "
+                      f"{args.epochs} epochs x {args.rounds} round(s) per run)")
+    print_footer(info, load_before, result, out / "speedups.json", out / "speedups.png")
     return 0
 
 

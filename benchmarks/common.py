@@ -1,7 +1,9 @@
-"""Shared helpers for the benchmark scripts: machine info, JSON output, small table printing.
+"""Shared helpers for the benchmark scripts: machine info, JSON output, small table printing, and
+the training benchmarks' plumbing (quiet steps, the synthetic corpus, a config on it).
 
 Every benchmark writes ``machine_info()`` next to its numbers, so a result file says where and
 with what it was measured (CPU model, cores, GPU if any, library versions, date, git commit).
+``asr_tune`` is imported only inside the functions that need it.
 
 Usage::
 
@@ -15,14 +17,18 @@ Usage::
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,6 +182,92 @@ def format_table(rows: Iterable[dict[str, Any]], columns: Sequence[str],
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str],
                 title: str | None = None) -> None:
     print(format_table(list(rows), columns, title), flush=True)
+
+
+# ---- training benchmarks ---------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet(log_file: Path) -> Iterator[None]:
+    """Send the output of a noisy step (Lightning, Ray, spawned workers) to ``log_file``.
+
+    Redirects file descriptors 1 and 2, so child processes and C-level writes are caught too.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "a") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def ensure_corpus(root: Path, utterances: int, log_dir: Path) -> Path:
+    """The embedded synthetic corpus of ``utterances`` utterances under ``root`` (built once)."""
+    from asr_tune.data.synth import build_synth_corpus
+
+    out = root / f"bench_synth_{utterances}"
+    if not all((out / f"{s}.jsonl").exists() for s in ("train", "dev", "test")):
+        print(f"building the synthetic corpus ({utterances} utterances) in {out} ...", flush=True)
+        with quiet(log_dir / "corpus.log"):
+            build_synth_corpus(out, n_utterances=utterances, seed=0)
+    return out
+
+
+def corpus_config(corpus: Path, model: Mapping[str, Any], epochs: int, threads: int,
+                  overrides: Mapping[str, Any] | None = None) -> Any:
+    """An ``ExperimentConfig`` training ``model`` (dotted overrides) on ``corpus`` for ``epochs``
+    epochs with ``threads`` torch threads, never synthesising a corpus; plus ``overrides``."""
+    from asr_tune.config import load_config
+
+    ov: dict[str, Any] = dict(model)
+    ov.update({f"data.{s}": str((corpus / f"{s}.jsonl").resolve()) for s in ("train", "dev", "test")})
+    ov.update({"trainer.max_epochs": epochs, "trainer.threads": threads, "data.synth_if_missing": False})
+    ov.update(overrides or {})
+    return load_config(None, ov)
+
+
+def print_footer(info: dict[str, Any], load_before: Sequence[float], result: dict[str, Any],
+                 *written: Path) -> None:
+    """The closing lines of a benchmark: machine, load average before/after, total time, files."""
+    print(f"machine: {machine_line(info)}")
+    print(f"load average before/after: {load_before[0]:.1f} / {result['loadavg_after'][0]:.1f}")
+    print(f"total {result['total_s']:.0f} s; wrote {', '.join(str(p) for p in written)}")
+
+
+def bench_parser(doc: str, quick_help: str, out_default: str) -> argparse.ArgumentParser:
+    """The options every training benchmark takes: --quick, --out, --data, --utterances."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--out", default=out_default, help="output folder (default %(default)s)")
+    p.add_argument("--data", default="data", help="where the synthetic corpus is built/reused")
+    p.add_argument("--utterances", type=int, help="corpus size (overrides the mode's)")
+    return p
+
+
+def silence(loggers: Iterable[str]) -> None:
+    """Ignore warnings and keep only errors from ``loggers`` (the measured runs are noisy)."""
+    warnings.filterwarnings("ignore")
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Lay out ``fig``, write it to ``path`` (110 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
