@@ -233,6 +233,12 @@ def test_stop_script_only_stops_its_own_head(ray_head: Any) -> None:
         sleeper = f"sleep {random.randint(7000, 9999)}"  # a cmdline unique to this test's job
         running = jobs.submit_entrypoint(sleeper, address=ray_head.url, token_file=ray_head.token_file)
         _wait_for(ray_head, running.job_id, "RUNNING")
+        # RUNNING is reported just before the supervisor spawns the entrypoint: wait for the process
+        # itself, or a stop in that window kills the supervisor and orphans a not-yet-seen child
+        deadline = time.time() + 60
+        while time.time() < deadline and not subprocess.run(
+                ["pgrep", "-f", f"^{sleeper}$"], capture_output=True, text=True).stdout.strip():
+            time.sleep(0.5)
         proc = subprocess.run(["bash", str(REPO / "cluster" / "start_head.sh"), "stop", "--temp-dir",
                                str(ray_head.temp_dir)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
