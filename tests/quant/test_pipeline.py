@@ -147,3 +147,14 @@ def test_tampered_artifact_is_refused(dyn_run, tmp_path):
         fh.write(b"\0")
     with pytest.raises(QuantizationError, match="checksum"):
         art.load_quantized(copy)
+
+
+def test_cli_evaluate_scores_the_int8_artifact(dyn_run, corpus, tmp_path, capsys):
+    """`asr-tune evaluate <int8 artefact>` works like it does on a float checkpoint."""
+    from asr_tune.cli import main
+
+    report, out = dyn_run
+    assert main(["evaluate", str(out), "--data", str(corpus["eval"]), "--out", str(tmp_path / "w.json")]) == 0
+    scored = json.loads((tmp_path / "w.json").read_text())
+    assert scored["wer"] == pytest.approx(report.to_dict()["int8_wer"])
+    assert "WER" in capsys.readouterr().out
