@@ -11,9 +11,9 @@ Usage::
     asr-tune submit configs/search.yaml --searcher tpe --name lr-sweep --working-dir \\
         --storage s3://bucket/asr-runs --set optim.lr=1e-3 --search-args="--set model.num_layers=4"
     asr-tune status                                  # the newest asr-tune job
-    asr-tune status raysubmit_XXXX --wait --timeout 600   # exit 0 iff it SUCCEEDED
-    asr-tune logs raysubmit_XXXX --follow
-    asr-tune stop raysubmit_XXXX
+    asr-tune status raysubmit_4Ck8mT2vQe1bLzJx --wait --timeout 600   # exit 0 iff it SUCCEEDED
+    asr-tune logs raysubmit_4Ck8mT2vQe1bLzJx --follow
+    asr-tune stop raysubmit_4Ck8mT2vQe1bLzJx
     asr-tune jobs --json
 """
 from __future__ import annotations
