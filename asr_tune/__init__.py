@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_config": "asr_tune.config",
     "ExperimentConfig": "asr_tune.config",
-    "train": "asr_tune.train",
-    "evaluate": "asr_tune.train",
+    "train": "asr_tune.training.run",
+    "evaluate": "asr_tune.training.run",
     "search": "asr_tune.tuning.runner",
     "resume": "asr_tune.tuning.runner",
     "quantize": "asr_tune.quant.pipeline",

@@ -37,7 +37,7 @@ COMMAND_MODULES = (
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from asr_tune.config import load_config
-    from asr_tune.train import train
+    from asr_tune.training.run import train
 
     cfg = load_config(args.config, args.set)
     result = train(cfg, evaluate_test=not args.no_test)
@@ -51,7 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from asr_tune.train import evaluate
+    from asr_tune.training.run import evaluate
 
     stats = evaluate(args.checkpoint, args.data, out_json=args.out, batch_seconds=args.batch_seconds,
                      skip_bad_utterances=args.skip_bad_utterances)

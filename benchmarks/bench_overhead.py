@@ -3,7 +3,7 @@
 Four measurements, taken in one process, one after the other, on the embedded synthetic corpus:
 
 a. **bare** -- ``prepare`` + ``make_trainer`` + ``Trainer.fit`` in this process (what
-   ``asr_tune.train.train`` does, checkpoints included), a tiny Conformer for a fixed number of
+   ``asr_tune.training.run.train`` does, checkpoints included), a tiny Conformer for a fixed number of
    epochs, no early stopping;
 b. **tune** -- the same config as a one-trial search through ``asr_tune.tuning.runner.search``
    (searcher ``random``, empty space, ``num_samples=1``, no test evaluation). Ray is started first
@@ -125,7 +125,7 @@ def n_train(cfg: Any) -> int:
 def run_bare(cfg: Any) -> RunTiming:
     import lightning as L
 
-    from asr_tune.train import make_trainer, prepare, standard_callbacks
+    from asr_tune.training.run import make_trainer, prepare, standard_callbacks
 
     start = time.perf_counter()
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)

@@ -103,7 +103,7 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
         from asr_tune.tuning.trial import run_trial
 
         from asr_tune.config import load_config
-        from asr_tune.train import ensure_corpus
+        from asr_tune.training.run import ensure_corpus
 
         base = load_config(BASE_CONFIG, grid.meta.get("task_overrides") or task_overrides(False))
         data = {k: str(Path(getattr(base.data, k)).resolve()) for k in ("train", "dev", "test")}

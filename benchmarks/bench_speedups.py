@@ -190,7 +190,7 @@ def fit_once(run: Run, cfg: Any, log_dir: Path, save_to: Path | None = None, **t
     """One in-process ``Trainer.fit`` (or a ``ddp_spawn`` launch) with an epoch timer; adds a round."""
     import lightning as L
 
-    from asr_tune.train import make_trainer, prepare, standard_callbacks
+    from asr_tune.training.run import make_trainer, prepare, standard_callbacks
 
     tag = f"{run.name.replace(' ', '_')}.r{len(run.rounds)}"
     start = time.perf_counter()
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     silence(("lightning", "lightning.pytorch", "lightning.fabric", "asr_tune"))
-    from asr_tune.train import resolve_accelerator
+    from asr_tune.training.run import resolve_accelerator
 
     load_before = os.getloadavg()
     t_all = time.perf_counter()

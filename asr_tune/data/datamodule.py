@@ -24,8 +24,8 @@ from asr_tune.data.audio import load_audio
 from asr_tune.data.manifest import Utterance, load_corpus
 from asr_tune.errors import DataError
 
-if TYPE_CHECKING:  # data imports no model code at run time
-    from asr_tune.model.tokenizer import Tokenizer
+if TYPE_CHECKING:
+    from asr_tune.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 import jiwer
 import torch
 
-from asr_tune.model.tokenizer import BLANK, Tokenizer
+from asr_tune.data.tokenizer import BLANK, Tokenizer
 
 
 def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:

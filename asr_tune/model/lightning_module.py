@@ -20,8 +20,8 @@ from asr_tune.config import ExperimentConfig, OptimConfig, config_from_dict
 from asr_tune.errors import ConfigError
 from asr_tune.model.conformer import ConformerCTC
 from asr_tune.model.decoding import decode_batch, wer_stats
-from asr_tune.model.features import LogMel, SpecAugment
-from asr_tune.model.tokenizer import BLANK, Tokenizer, tokenizer_from_state
+from asr_tune.data.features import LogMel, SpecAugment
+from asr_tune.data.tokenizer import BLANK, Tokenizer, tokenizer_from_state
 
 CKPT_KEY = "asr_tune"
 CKPT_VERSION = 1

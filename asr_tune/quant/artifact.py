@@ -34,8 +34,8 @@ import torch
 from asr_tune.config import config_from_dict
 from asr_tune.errors import QuantizationError
 from asr_tune.model.decoding import decode_batch
-from asr_tune.model.features import LogMel
-from asr_tune.model.tokenizer import tokenizer_from_state
+from asr_tune.data.features import LogMel
+from asr_tune.data.tokenizer import tokenizer_from_state
 
 FORMAT = "asr-tune-int8"
 VERSION = 1

@@ -91,7 +91,7 @@ def check_storage(storage: str) -> str:
 
 def _check_data(cfg: ExperimentConfig) -> None:
     from asr_tune.data.datamodule import validated_rows
-    from asr_tune.train import ensure_corpus
+    from asr_tune.training.run import ensure_corpus
 
     ensure_corpus(cfg)
     for split in ("train", "dev", "test"):

@@ -55,8 +55,8 @@ class EpochReporter(Callback):
 
 def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trainer_kw: Any) -> None:
     from asr_tune.model.lightning_module import ASRModule
-    from asr_tune.model.tokenizer import tokenizer_from_state
-    from asr_tune.train import make_trainer, prepare, standard_callbacks
+    from asr_tune.data.tokenizer import tokenizer_from_state
+    from asr_tune.training.run import make_trainer, prepare, standard_callbacks
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     prep = prepare(cfg)

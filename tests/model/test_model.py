@@ -8,8 +8,8 @@ import torch
 from asr_tune.config import FeatureConfig, ModelConfig, TokenizerConfig
 from asr_tune.model.conformer import ConformerCTC
 from asr_tune.model.decoding import greedy_ctc, wer_stats
-from asr_tune.model.features import LogMel, SpecAugment
-from asr_tune.model.tokenizer import BLANK, CharTokenizer, tokenizer_from_state, train_tokenizer
+from asr_tune.data.features import LogMel, SpecAugment
+from asr_tune.data.tokenizer import BLANK, CharTokenizer, tokenizer_from_state, train_tokenizer
 
 TEXTS = ["turn on the lights", "set volume to seven", "call five two nine", "three seven one",
          "turn off the heater", "zero one two three four five six seven eight nine"] * 20

@@ -37,7 +37,7 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
 def build_module(seed: int = 0, **model):
     from asr_tune.config import load_config
     from asr_tune.model.lightning_module import ASRModule
-    from asr_tune.model.tokenizer import train_tokenizer
+    from asr_tune.data.tokenizer import train_tokenizer
 
     over = {"data.sample_rate": 8000, "features.n_mels": 40, "model.d_model": 64, "model.num_layers": 2,
             "model.num_heads": 2, "model.ffn_mult": 2, "model.conv_kernel": 7, "model.dropout": 0.0}

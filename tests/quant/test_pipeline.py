@@ -117,7 +117,7 @@ def test_report_sizes_latency_and_files(dyn_run, ckpt):
 
 
 def test_save_load_round_trip(dyn_run, corpus):
-    from asr_tune.train import transcribe_rows
+    from asr_tune.training.run import transcribe_rows
     from asr_tune.data.manifest import load_corpus
 
     report, out = dyn_run

@@ -158,7 +158,7 @@ def test_restored_checkpoint_runs_with_the_mutated_lr(corpus: Path, tmp_path: Pa
     import torch
     from lightning.pytorch.callbacks import Callback
 
-    from asr_tune.train import make_trainer, prepare
+    from asr_tune.training.run import make_trainer, prepare
 
     base = load_config(TINY, tiny_overrides(corpus, tmp_path, **{
         "trainer.max_epochs": 1, "optim.schedule": "constant", "optim.warmup_steps": 1}))

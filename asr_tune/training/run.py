@@ -25,7 +25,7 @@ from asr_tune.data.datamodule import ASRDataModule, validated_rows
 from asr_tune.data.manifest import Utterance
 from asr_tune.model.decoding import WERStats, wer_stats
 from asr_tune.model.lightning_module import ASRModule, load_asr_checkpoint
-from asr_tune.model.tokenizer import Tokenizer, train_tokenizer
+from asr_tune.data.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""One training run (``run``) and checkpoint evaluation — no Ray involved."""
