@@ -22,4 +22,4 @@ test: setup
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 digits: setup
-	$(VENV)/bin/asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --n-train 1200 --n-dev 150 --n-test 300
+	$(VENV)/bin/asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --dev-speakers lucas --n-train 1200 --n-dev 150 --n-test 300

@@ -3,7 +3,7 @@
 Usage::
 
     asr-tune corpus synth --out data/synth
-    asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler
+    asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --dev-speakers lucas
     asr-tune train configs/synth_tiny.yaml [--set optim.lr=2e-3 ...]
     asr-tune evaluate runs/synth_tiny/checkpoints/best.ckpt --data data/synth/test.jsonl
     asr-tune search configs/synth_asha.yaml [--searcher tpe] [--address ADDR] [--num-samples 8]
@@ -75,6 +75,7 @@ def _cmd_digits(args: argparse.Namespace) -> int:
     from asr_tune.data.digits import build_digit_corpus
 
     paths = build_digit_corpus(args.src, args.out, test_speakers=tuple(args.test_speakers),
+                               dev_speakers=None if args.dev_speakers is None else tuple(args.dev_speakers),
                                n_train=args.n_train, n_dev=args.n_dev, n_test=args.n_test, seed=args.seed)
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return 0
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--src", required=True)
     d.add_argument("--out", required=True)
     d.add_argument("--test-speakers", nargs="+", default=["yweweler"])
+    d.add_argument("--dev-speakers", nargs="+", default=None,
+                   help="dev strings from these speakers only (speaker-disjoint train/dev/test); "
+                        "default: dev from held-out recordings of the train speakers")
     d.add_argument("--n-train", type=int, default=3000)
     d.add_argument("--n-dev", type=int, default=300)
     d.add_argument("--n-test", type=int, default=500)

@@ -5,9 +5,12 @@ here concatenates 1-7 recordings of ONE speaker, each trimmed a little at both e
 random gaps of low-level noise between them (at the speaker's noise floor, so the joins are not
 digital silence); the transcript is the digit words ("three seven one").
 
-Splits: the test strings use only ``test_speakers``' recordings; train and dev use the other
-speakers, dev drawing from a held-out ``dev_fraction`` of their recordings (per speaker and digit),
-so no recording is shared between train and dev. The source sample rate (8 kHz) is kept.
+Splits: the test strings use only ``test_speakers``' recordings. Without ``dev_speakers``, train
+and dev use the other speakers, dev drawing from a held-out ``dev_fraction`` of their recordings (per
+speaker and digit), so no recording is shared between train and dev. With ``dev_speakers`` the
+three splits are speaker-disjoint: dev strings use only the dev speakers' recordings, train all the
+recordings of the remaining speakers (``dev_fraction`` is then unused). The source sample rate
+(8 kHz) is kept.
 Like the synthetic corpus, manifests are written only once all audio exists.
 """
 from __future__ import annotations
@@ -99,20 +102,46 @@ def _splice(pieces: list[np.ndarray], gaps: list[int], floor: float, rng: np.ran
     return np.concatenate(out)
 
 
+def _check_speakers(manifest: Path, known: list[str], test_speakers: list[str],
+                    dev_speakers: list[str] | None) -> None:
+    """One-line errors for unknown / overlapping speakers or no speakers left to train on."""
+    listing = f"known speakers: {', '.join(known)}"
+    for role, names in (("test", test_speakers), ("dev", dev_speakers)):
+        if names is None:
+            continue
+        unknown = [s for s in names if s not in known]
+        if not names or unknown:
+            what = f"unknown {role} speaker(s) {', '.join(unknown)}" if unknown else f"no {role} speakers given"
+            raise DataError(f"{manifest}: {what}; {listing}")
+    if dev_speakers is not None:
+        both = [s for s in dev_speakers if s in test_speakers]
+        if both:
+            raise DataError(f"{manifest}: speaker(s) {', '.join(both)} both in the test and the dev "
+                            "speakers; the splits must be speaker-disjoint")
+    held = set(test_speakers) | set(dev_speakers or ())
+    if not [s for s in known if s not in held]:
+        what = "a test or dev speaker" if dev_speakers is not None else "a test speaker"
+        rest = "train" if dev_speakers is not None else "train/dev"
+        raise DataError(f"{manifest}: every speaker is {what}; none left for {rest} ({listing})")
+
+
 def build_digit_corpus(src: str | Path, out_dir: str | Path, test_speakers: Iterable[str] = ("yweweler",),
-                       dev_fraction: float = 0.1, n_train: int = 3000, n_dev: int = 300,
+                       dev_speakers: Iterable[str] | None = None, dev_fraction: float = 0.1, n_train: int = 3000, n_dev: int = 300,
                        n_test: int = 500, min_digits: int = 1, max_digits: int = 7,
                        gap_ms: tuple[float, float] = (50, 250), seed: int = 0,
                        progress: bool = True) -> dict[str, Path]:
     """Build connected-digit train/dev/test manifests in ``out_dir`` from FSDD at ``src``.
 
-    ``src`` is the FSDD folder (with ``manifest.jsonl``) or the manifest itself. Returns
+    ``src`` is the FSDD folder (with ``manifest.jsonl``) or the manifest itself. ``dev_speakers``
+    (optional) makes dev speaker-disjoint from train and test (see the module docstring). Returns
     ``{"train"|"dev"|"test": manifest path}``; audio goes to ``out_dir/audio``, parameters and the
     speakers of each split to ``out_dir/corpus.json``.
     """
     started = time.perf_counter()
     src = Path(src)
     test_speakers = [test_speakers] if isinstance(test_speakers, str) else list(test_speakers)
+    if dev_speakers is not None:
+        dev_speakers = [dev_speakers] if isinstance(dev_speakers, str) else list(dev_speakers)
     if not 1 <= min_digits <= max_digits:
         raise DataError(f"need 1 <= min_digits <= max_digits, got {min_digits}..{max_digits}")
     if len(gap_ms) != 2 or not 0 <= gap_ms[0] <= gap_ms[1]:
@@ -126,14 +155,7 @@ def build_digit_corpus(src: str | Path, out_dir: str | Path, test_speakers: Iter
     rows = read_manifest(manifest)
 
     known = sorted({r.speaker for r in rows})
-    unknown = [s for s in test_speakers if s not in known]
-    if not test_speakers or unknown:
-        what = f"unknown test speaker(s) {', '.join(unknown)}" if unknown else "no test speakers given"
-        raise DataError(f"{manifest}: {what}; known speakers: {', '.join(known)}")
-    train_speakers = [s for s in known if s not in test_speakers]
-    if not train_speakers:
-        raise DataError(f"{manifest}: every speaker is a test speaker; none left for train/dev "
-                        f"(known speakers: {', '.join(known)})")
+    _check_speakers(manifest, known, test_speakers, dev_speakers)
 
     # pools[split][speaker][digit] -> list of source rows
     rng = np.random.default_rng(seed)
@@ -146,6 +168,9 @@ def build_digit_corpus(src: str | Path, out_dir: str | Path, test_speakers: Iter
         recs = sorted(recs, key=lambda u: u.id)
         if spk in test_speakers:
             pools["test"].setdefault(spk, {})[word] = recs
+            continue
+        if dev_speakers is not None:  # speaker-disjoint dev: whole speakers, no recording held out
+            pools["dev" if spk in dev_speakers else "train"].setdefault(spk, {})[word] = recs
             continue
         order = rng.permutation(len(recs))
         n_held = int(round(dev_fraction * len(recs))) if len(recs) > 1 else 0
@@ -197,7 +222,8 @@ def build_digit_corpus(src: str | Path, out_dir: str | Path, test_speakers: Iter
     info = {
         "kind": "fsdd_digits",
         "source": str(manifest.resolve()),
-        "params": {"test_speakers": test_speakers, "dev_fraction": dev_fraction, "n_train": n_train,
+        "params": {"test_speakers": test_speakers, "dev_speakers": dev_speakers,
+                   "dev_fraction": dev_fraction if dev_speakers is None else None, "n_train": n_train,
                    "n_dev": n_dev, "n_test": n_test, "min_digits": min_digits,
                    "max_digits": max_digits, "gap_ms": list(gap_ms), "seed": seed},
         "sample_rate": recordings.sample_rate,
@@ -224,10 +250,12 @@ if __name__ == "__main__":
     ap.add_argument("src")
     ap.add_argument("out_dir")
     ap.add_argument("--test-speakers", nargs="+", default=["yweweler"])
+    ap.add_argument("--dev-speakers", nargs="+", default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     try:
-        out = build_digit_corpus(args.src, args.out_dir, test_speakers=args.test_speakers, seed=args.seed)
+        out = build_digit_corpus(args.src, args.out_dir, test_speakers=args.test_speakers,
+                                 dev_speakers=args.dev_speakers, seed=args.seed)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -232,3 +232,48 @@ def test_digits_interrupted_build_leaves_no_manifest(tmp_path, monkeypatch):
         build_digit_corpus(FSDD, tmp_path, progress=False, **DIGIT_SIZES)
     assert not any((tmp_path / f"{s}.jsonl").exists() for s in SPLITS)
     assert not (tmp_path / "corpus.json").exists()
+
+
+@pytest.mark.shared_data
+@needs_fsdd
+def test_digits_dev_speakers_are_disjoint(tmp_path):
+    out = build_digit_corpus(FSDD, tmp_path / "corpus", test_speakers=("yweweler",),
+                             dev_speakers=("lucas",), seed=0, progress=False, **DIGIT_SIZES)
+    rows = {split: read_manifest(out[split]) for split in SPLITS}
+    assert {s: len(r) for s, r in rows.items()} == {"train": 40, "dev": 10, "test": 15}
+    speakers = {s: {r.speaker for r in rows[s]} for s in SPLITS}
+    assert speakers["test"] == {"yweweler"}
+    assert speakers["dev"] == {"lucas"}
+    assert speakers["train"] <= {"george", "jackson", "nicolas"} and len(speakers["train"]) >= 2
+    info = json.loads((tmp_path / "corpus" / "corpus.json").read_text())
+    assert info["params"]["dev_speakers"] == ["lucas"]
+    assert info["splits"]["dev"]["speakers"] == ["lucas"]
+    assert info["splits"]["train"]["speakers"] == ["george", "jackson", "nicolas"]
+    # lucas's recordings all go to dev (50 per digit in FSDD), none held back for train
+    assert info["splits"]["dev"]["source_recordings"] == 500
+
+
+@pytest.mark.shared_data
+@needs_fsdd
+@pytest.mark.parametrize("test_spk, dev_spk, message", [
+    (("yweweler",), ("alice",), "unknown dev speaker\\(s\\) alice; known speakers: george"),
+    (("yweweler",), ("lucas", "yweweler"), "yweweler both in the test and the dev speakers"),
+    (("george", "jackson"), ("lucas", "nicolas", "yweweler"), "none left for train "),
+])
+def test_digits_dev_speakers_bad_arguments(tmp_path, test_spk, dev_spk, message):
+    with pytest.raises(DataError, match=message):
+        build_digit_corpus(FSDD, tmp_path / "out", test_speakers=test_spk, dev_speakers=dev_spk,
+                           progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.shared_data
+@needs_fsdd
+def test_digits_cli_dev_speaker_error_is_one_line(tmp_path, capsys):
+    from asr_tune.cli import main
+
+    rc = main(["corpus", "digits", "--src", str(FSDD), "--out", str(tmp_path / "out"),
+               "--test-speakers", "lucas", "--dev-speakers", "lucas"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "lucas" in err
