@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from asr_tune.errors import ConfigError
+from asr_tune.space_spec import ParamSpec, ParamType, validate_space  # noqa: F401  (re-exported)
 
 
 class _Strict(BaseModel):
@@ -110,35 +111,8 @@ class TrainerConfig(_Strict):
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = leave default")
 
 
-ParamType = Literal["uniform", "loguniform", "quniform", "randint", "choice", "grid"]
-
-
-class ParamSpec(_Strict):
-    """One search dimension, keyed in ``search.space`` by the dotted config path it overrides."""
-
-    type: ParamType
-    low: float | None = None
-    high: float | None = None
-    q: float | None = None
-    values: list[Any] | None = None
-    when: dict[str, list[Any]] | None = Field(
-        None, description="conditional: only active when another dotted key takes one of these values")
-
-    @model_validator(mode="after")
-    def _check(self) -> "ParamSpec":
-        if self.type in ("choice", "grid"):
-            if not self.values:
-                raise ValueError(f"type {self.type} needs a non-empty 'values' list")
-        else:
-            if self.low is None or self.high is None:
-                raise ValueError(f"type {self.type} needs 'low' and 'high'")
-            if not self.low < self.high:
-                raise ValueError(f"low={self.low} must be < high={self.high}")
-            if self.type == "loguniform" and self.low <= 0:
-                raise ValueError("loguniform needs low > 0")
-            if self.type == "quniform" and not self.q:
-                raise ValueError("quniform needs q > 0")
-        return self
+# One search dimension (``ParamSpec``, ``ParamType``) and the search space's checks live in the
+# config layer's ``asr_tune.space_spec`` (imported above; a space is part of the config).
 
 
 class ResourceConfig(_Strict):
@@ -198,10 +172,8 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _check_space(self) -> "ExperimentConfig":
         if self.search.space:  # keys must be real fields, conditions consistent (Ray-free check)
-            from asr_tune.tuning.space import validate_space
-
             try:
-                validate_space(self.search.space)
+                validate_space(self.search.space, ExperimentConfig().to_dict())
             except ConfigError as err:
                 raise ValueError(str(err)) from None
         return self

@@ -1,11 +1,13 @@
-"""Search spaces: ``dict[str, ParamSpec]`` -> Ray Tune param spaces, and trial configs -> overrides.
+"""Search spaces -> Ray Tune param spaces, and trial configs -> overrides (the tuning half).
 
-A search space is keyed by the dotted config path each parameter overrides (``"optim.lr"``). This
-module turns it into what Ray Tune and the searchers take, and turns a trial's config back into
-the dotted overrides to apply to the base ``ExperimentConfig``:
+What a parameter is and which values it may take lives in the config layer
+(:mod:`asr_tune.space_spec`: ``ParamSpec``, ``validate_space``, bounds and grids), so a bad space is
+rejected when the config loads. This module translates a valid space for Ray Tune and the
+searchers, and turns a trial's config back into the dotted overrides to apply to the base
+``ExperimentConfig``:
 
-* :func:`validate_space` checks the space itself (keys exist in the config schema, integer bounds,
-  a non-empty quantization grid, well-formed ``when`` conditions); it raises ``ConfigError``.
+* :func:`validate_space` checks a space against ``ExperimentConfig``'s fields (the config's own
+  check, for spaces built outside a config); it raises ``ConfigError``.
 * :func:`to_param_space` builds a flat Tune ``param_space`` (``tune.uniform`` ... ``grid_search``).
   Conditional parameters become ``tune.sample_from`` domains whose sampler draws from the seeded
   Tune RNG when their condition holds and yields :data:`INACTIVE` otherwise (random/ASHA/HyperBand).
@@ -15,10 +17,12 @@ the dotted overrides to apply to the base ``ExperimentConfig``:
 * :func:`validate_values` checks sampled values against their bounds; :class:`SpaceClipper` snaps
   PBT/PB2 perturbations back into bounds.
 
-Conventions (as in Ray Tune): ``randint`` is ``[low, high)`` (high exclusive); ``quniform`` takes
-the multiples of ``q`` inside ``[low, high]``; ``grid`` enumerates every value.
-
 Nothing here imports Ray at module import time; Tune domains are built inside the functions.
+
+Usage::
+
+    from asr_tune.tuning.space import to_param_space, trial_overrides
+    param_space = to_param_space(cfg.search.space)
 """
 from __future__ import annotations
 
@@ -26,106 +30,33 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from asr_tune.config import ExperimentConfig, ParamSpec, get_dotted
-from asr_tune.errors import ConfigError, SearchError
+from asr_tune import space_spec
+from asr_tune.config import ExperimentConfig, ParamSpec
+from asr_tune.errors import SearchError
+from asr_tune.space_spec import (  # noqa: F401  (re-exported: the searchers use them from here)
+    CONTINUOUS,
+    DISCRETE,
+    LOG10_SUFFIX,
+    MAX_GRID_POINTS,
+    NUMERIC,
+    clean,
+    conditional_names,
+    conditional_order,
+    describe,
+    grid_indices,
+    quantized_bounds,
+    quantized_values,
+    same_value,
+    value_in_bounds,
+)
 
 INACTIVE = "<inactive>"
 """Value a conditional parameter takes in a trial config when its ``when`` condition is false."""
 
-LOG10_SUFFIX = "@log10"
-"""Key suffix for a loguniform parameter that a searcher sees in log10 space (bayesopt, pb2)."""
-
-CONTINUOUS = frozenset({"uniform", "loguniform"})
-NUMERIC = frozenset({"uniform", "loguniform", "quniform", "randint"})
-DISCRETE = frozenset({"quniform", "randint", "choice", "grid"})
-MAX_GRID_POINTS = 10_000
-
-_REL_TOL = 1e-9
-
-
-# ----------------------------------------------------------------------------- space validation
-
 
 def validate_space(space: Mapping[str, ParamSpec]) -> None:
     """Check a search space on its own (independent of the searcher); raise ``ConfigError``."""
-    defaults = ExperimentConfig().to_dict()
-    for name, spec in space.items():
-        _check_key(name, defaults)
-        _check_bounds(name, spec)
-    for name, spec in space.items():
-        if spec.when:
-            _check_condition(name, spec, space)
-    conditional_order(space)
-
-
-def _check_key(name: str, defaults: dict[str, Any]) -> None:
-    if name.endswith(LOG10_SUFFIX) or name.startswith("_"):
-        raise ConfigError(f"search.space: '{name}' is a reserved name")
-    try:
-        value = get_dotted(defaults, name)
-    except ConfigError:
-        raise ConfigError(f"search.space: unknown config key '{name}'") from None
-    if isinstance(value, dict):
-        raise ConfigError(f"search.space: '{name}' is a config section, not a field")
-
-
-def _check_bounds(name: str, spec: ParamSpec) -> None:
-    where = f"search.space.{name}"
-    if spec.type == "randint":
-        if not (float(spec.low).is_integer() and float(spec.high).is_integer()):
-            raise ConfigError(f"{where}: randint needs integer low/high (got {spec.low}, {spec.high})")
-        if spec.high - spec.low < 1:
-            raise ConfigError(f"{where}: randint [low, high) is empty")
-    if spec.type == "quniform":
-        count = len(quantized_values(spec, limit=MAX_GRID_POINTS + 1))
-        if count == 0:
-            raise ConfigError(f"{where}: no multiple of q={spec.q} lies in [{spec.low}, {spec.high}]")
-    if spec.when and spec.type == "grid":
-        raise ConfigError(f"{where}: a conditional parameter cannot be of type 'grid'; use 'choice'")
-
-
-def _check_condition(name: str, spec: ParamSpec, space: Mapping[str, ParamSpec]) -> None:
-    where = f"search.space.{name}.when"
-    for parent, values in (spec.when or {}).items():
-        if parent == name:
-            raise ConfigError(f"{where}: a parameter cannot depend on itself")
-        if parent not in space:
-            raise ConfigError(f"{where}: '{parent}' is not a parameter of the search space")
-        if not values:
-            raise ConfigError(f"{where}.{parent}: needs at least one value")
-        pspec = space[parent]
-        if pspec.type in CONTINUOUS:
-            raise ConfigError(f"{where}.{parent}: cannot condition on a continuous parameter "
-                              f"(type {pspec.type}); use choice, grid, randint or quniform")
-        for value in values:
-            if not value_in_bounds(pspec, value):
-                raise ConfigError(f"{where}.{parent}: {value!r} is not a value '{parent}' can take")
-
-
-def conditional_order(space: Mapping[str, ParamSpec]) -> list[str]:
-    """Parameter names with every ``when`` parent before its children; ``ConfigError`` on a cycle."""
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            raise ConfigError(f"search.space: conditional cycle {' -> '.join(path + (name,))}")
-        state[name] = 1
-        for parent in (space[name].when or {}):
-            if parent in space:
-                visit(parent, path + (name,))
-        state[name] = 2
-        order.append(name)
-
-    for key in space:
-        visit(key, ())
-    return order
-
-
-def conditional_names(space: Mapping[str, ParamSpec]) -> list[str]:
-    return [name for name, spec in space.items() if spec.when]
+    space_spec.validate_space(space, ExperimentConfig().to_dict())
 
 
 def is_active(spec: ParamSpec, values: Mapping[str, Any]) -> bool:
@@ -134,54 +65,6 @@ def is_active(spec: ParamSpec, values: Mapping[str, Any]) -> bool:
         value = values.get(parent, INACTIVE)
         if value == INACTIVE or not any(same_value(value, a) for a in allowed):
             return False
-    return True
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality with a float tolerance (sampled floats vs. listed values)."""
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=_REL_TOL, abs_tol=1e-12)
-    return bool(a == b)
-
-
-# ----------------------------------------------------------------------------- values and grids
-
-
-def _grid_indices(spec: ParamSpec) -> tuple[int, int]:
-    q = float(spec.q)
-    return math.ceil(spec.low / q - _REL_TOL), math.floor(spec.high / q + _REL_TOL)
-
-
-def quantized_values(spec: ParamSpec, limit: int = MAX_GRID_POINTS) -> list[float]:
-    """The multiples of ``q`` in ``[low, high]`` (at most ``limit`` of them)."""
-    first, last = _grid_indices(spec)
-    return [_clean(k * spec.q) for k in range(first, min(last, first + limit - 1) + 1)]
-
-
-def quantized_bounds(spec: ParamSpec) -> tuple[float, float]:
-    """The smallest and largest multiple of ``q`` in ``[low, high]``."""
-    first, last = _grid_indices(spec)
-    return _clean(first * spec.q), _clean(last * spec.q)
-
-
-def _clean(value: float) -> float:
-    return float(f"{value:.12g}")
-
-
-def value_in_bounds(spec: ParamSpec, value: Any) -> bool:
-    """Whether ``value`` is one that ``spec`` can produce (with a small float tolerance)."""
-    if spec.type in ("choice", "grid"):
-        return any(same_value(value, v) for v in spec.values or [])
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return False
-    tol = _REL_TOL * max(abs(spec.low), abs(spec.high), 1e-12)
-    if spec.type == "randint":
-        return float(value).is_integer() and spec.low <= value < spec.high
-    if not spec.low - tol <= value <= spec.high + tol:
-        return False
-    if spec.type == "quniform":
-        steps = value / spec.q
-        return math.isclose(steps, round(steps), rel_tol=1e-6, abs_tol=1e-6)
     return True
 
 
@@ -206,16 +89,6 @@ def validate_values(overrides: Mapping[str, Any], space: Mapping[str, ParamSpec]
                               f"{describe(spec)}")
 
 
-def describe(spec: ParamSpec) -> str:
-    if spec.type in ("choice", "grid"):
-        return f"{spec.type}{spec.values}"
-    if spec.type == "quniform":
-        return f"quniform[{spec.low}, {spec.high}] step {spec.q}"
-    if spec.type == "randint":
-        return f"randint[{int(spec.low)}, {int(spec.high)})"
-    return f"{spec.type}[{spec.low}, {spec.high}]"
-
-
 def snap(spec: ParamSpec, value: float) -> Any:
     """The nearest value ``spec`` can take (for numeric params); used to repair perturbations."""
     if spec.type in ("choice", "grid"):
@@ -224,8 +97,8 @@ def snap(spec: ParamSpec, value: float) -> Any:
         return int(min(max(round(value), spec.low), spec.high - 1))
     value = min(max(float(value), spec.low), spec.high)
     if spec.type == "quniform":
-        first, last = _grid_indices(spec)
-        return _clean(min(max(round(value / spec.q), first), last) * spec.q)
+        first, last = grid_indices(spec)
+        return clean(min(max(round(value / spec.q), first), last) * spec.q)
     return value
 
 
