@@ -3,20 +3,20 @@
 Each registered searcher (see :mod:`asr_tune.tuning.registry`) has a pydantic model here; unknown
 keys are rejected and errors name the searcher and the key. A model's ``check`` cross-checks the
 options against the run (``max_t``, ``num_samples``) once ``registry.build_search`` knows them.
-Which model belongs to which searcher is recorded in the registry table only, so
-:func:`parse_options` and :func:`parse_all_options` look the names up there.
+Which model belongs to which searcher is recorded in the registry table only, so parsing
+(``registry.parse_options`` / ``registry.parse_all_options``) lives there; this module imports
+nothing of the registry.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from asr_tune.errors import SearchError
 
 if TYPE_CHECKING:
-    from asr_tune.tuning.registry import BuildContext
+    from asr_tune.tuning.plan import BuildContext
 
 
 class SearcherOptions(BaseModel):
@@ -114,35 +114,10 @@ def _population(ctx: BuildContext) -> None:
                           f"{ctx.num_samples} must be >= 2")
 
 
-# ----------------------------------------------------------------------------- parsing
+# ----------------------------------------------------------------------------- errors
 
 
-def parse_all_options(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, SearcherOptions]:
-    """Typed options for every searcher (defaults where absent); errors name searcher and key."""
-    from asr_tune.tuning.registry import searcher_names
-
-    names = searcher_names()
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise SearchError(f"search.options: unknown searcher '{unknown[0]}'; valid searchers: "
-                          f"{', '.join(names)}")
-    return {name: parse_options(name, raw.get(name) or {}) for name in names}
-
-
-def parse_options(name: str, raw: Mapping[str, Any]) -> SearcherOptions:
-    """The typed options of searcher ``name`` from ``raw``; ``SearchError`` naming bad keys."""
-    from asr_tune.tuning.registry import searcher_info
-
-    model = searcher_info(name).options
-    if not isinstance(raw, Mapping):
-        raise SearchError(f"search.options.{name}: expected a mapping, got {type(raw).__name__}")
-    try:
-        return model.model_validate(dict(raw))
-    except ValidationError as err:
-        raise SearchError(_format_option_error(name, model, err)) from None
-
-
-def _format_option_error(name: str, model: type[SearcherOptions], err: ValidationError) -> str:
+def format_option_error(name: str, model: type[SearcherOptions], err: ValidationError) -> str:
     msgs = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
