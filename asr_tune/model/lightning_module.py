@@ -144,23 +144,44 @@ class ASRModule(L.LightningModule):
 
 
 def load_asr_checkpoint(path: str | Path, map_location: str = "cpu") -> ASRModule:
-    """Rebuild an ``ASRModule`` (config, tokenizer, weights) from a checkpoint file, in eval mode."""
+    """Rebuild an ``ASRModule`` (config, tokenizer, weights) from a checkpoint file, in eval mode.
+
+    The file is read with ``weights_only=True`` (see ``safe_load``); a foreign pickle, a missing
+    section, weights that do not fit the embedded config, or non-finite weights are one-line errors.
+    """
+    from asr_tune.model.safe_load import load_checkpoint_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
-    except Exception as err:
-        raise ConfigError(f"{path}: not a readable checkpoint ({err})") from None
-    meta = ckpt.get(CKPT_KEY) if isinstance(ckpt, dict) else None
-    if not meta:
+    ckpt = load_checkpoint_file(path, map_location)
+    meta = ckpt.get(CKPT_KEY)
+    if not meta or not isinstance(meta, dict):
         raise ConfigError(f"{path}: not an asr-tune checkpoint (no '{CKPT_KEY}' section)")
     if meta.get("version") != CKPT_VERSION:
         raise ConfigError(f"{path}: checkpoint format version {meta.get('version')}, expected {CKPT_VERSION}")
+    for key in ("config", "tokenizer"):
+        if not isinstance(meta.get(key), dict):
+            raise ConfigError(f"{path}: checkpoint lacks its {key} ('{CKPT_KEY}.{key}')")
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not state:
+        raise ConfigError(f"{path}: checkpoint has no weights ('state_dict')")
     cfg = config_from_dict(meta["config"], f"{path} (embedded config)")
-    module = ASRModule(cfg, tokenizer_from_state(meta["tokenizer"]))
-    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
+    try:
+        tok = tokenizer_from_state(meta["tokenizer"])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except Exception as err:  # a damaged SentencePiece proto, a wrong field type
+        raise ConfigError(f"{path}: checkpoint tokenizer is unreadable ({type(err).__name__})") from None
+    module = ASRModule(cfg, tok)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # size mismatch: the weights were trained with another config
+        first = next((ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln), str(err).splitlines()[0])
+        raise ConfigError(f"{path}: weights do not match the embedded config ({first[:200]})") from None
     if missing or unexpected:
         raise ConfigError(f"{path}: weights do not match the embedded config "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ConfigError(f"{path}: {len(bad)} weight tensor(s) contain NaN/inf (first: {bad[0]}); "
+                          "the model cannot produce transcripts")
     return module.eval()

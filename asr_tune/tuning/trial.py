@@ -55,17 +55,17 @@ class EpochReporter(Callback):
 
 def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trainer_kw: Any) -> None:
     from asr_tune.model.lightning_module import ASRModule
+    from asr_tune.model.safe_load import allowed_globals, load_checkpoint_file
     from asr_tune.data.tokenizer import tokenizer_from_state
     from asr_tune.training.run import make_trainer, prepare, standard_callbacks
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    ckpt_path = os.path.join(resume_dir, CKPT_FILE) if resume_dir else None
+    # weights_only: no code from the checkpoint runs; read before any data work so a foreign file fails fast
+    meta = (load_checkpoint_file(ckpt_path).get("asr_tune") or {}) if ckpt_path else {}
     prep = prepare(cfg)
     module = prep.module
-    ckpt_path = os.path.join(resume_dir, CKPT_FILE) if resume_dir else None
     if ckpt_path:  # decode with the tokenizer the restored weights were trained with
-        import torch
-
-        meta = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("asr_tune", {})
         if meta.get("tokenizer"):
             tok = tokenizer_from_state(meta["tokenizer"])
             module = ASRModule(cfg, tok)
@@ -75,7 +75,8 @@ def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trai
     out = Path(tempfile.mkdtemp(prefix="asr_tune_trial_"))
     trainer = make_trainer(cfg, callbacks, out, enable_checkpointing=False, enable_progress_bar=False,
                            **trainer_kw)
-    trainer.fit(module, datamodule=prep.datamodule, ckpt_path=ckpt_path)
+    with allowed_globals():  # Lightning's restore reads the same file weights-only too
+        trainer.fit(module, datamodule=prep.datamodule, ckpt_path=ckpt_path, weights_only=True)
 
 
 # ---- single worker -------------------------------------------------------------------------------
