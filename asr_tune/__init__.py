@@ -13,7 +13,7 @@ _LAZY = {
     "load_config": "asr_tune.config",
     "ExperimentConfig": "asr_tune.config",
     "train": "asr_tune.training.run",
-    "evaluate": "asr_tune.training.run",
+    "evaluate": "asr_tune.scoring",
     "search": "asr_tune.tuning.runner",
     "resume": "asr_tune.tuning.runner",
     "quantize": "asr_tune.quant.pipeline",

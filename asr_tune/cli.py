@@ -51,7 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from asr_tune.training.run import evaluate
+    from asr_tune.scoring import evaluate
 
     stats = evaluate(args.checkpoint, args.data, out_json=args.out, batch_seconds=args.batch_seconds,
                      skip_bad_utterances=args.skip_bad_utterances)

@@ -161,10 +161,17 @@ def transcribe_rows(module: ASRModule, rows: list[Utterance], batch_seconds: flo
 
 def evaluate(checkpoint: str | Path, data: str | Path, out_json: str | Path | None = None,
              batch_seconds: float = 60.0, skip_bad_utterances: bool = False) -> WERStats:
-    """WER of a float checkpoint or an accepted int8 artefact on a manifest or LibriSpeech folder."""
-    from asr_tune.quant.artifact import is_quantized_artifact, load_quantized
+    """WER of a float checkpoint on a manifest or LibriSpeech folder (float or int8, chosen by what
+    the path holds: :func:`asr_tune.scoring.evaluate`)."""
+    return evaluate_module(load_asr_checkpoint(checkpoint), checkpoint, data, out_json, batch_seconds,
+                           skip_bad_utterances)
 
-    module = load_quantized(checkpoint) if is_quantized_artifact(checkpoint) else load_asr_checkpoint(checkpoint)
+
+def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
+                    out_json: str | Path | None = None, batch_seconds: float = 60.0,
+                    skip_bad_utterances: bool = False) -> WERStats:
+    """WER of a loaded model (an ``ASRModule``, or an int8 model with the same ``cfg``, ``tok``,
+    ``transcribe``) on a manifest or LibriSpeech folder; ``checkpoint`` is recorded in ``out_json``."""
     dcfg = module.cfg.data.model_copy(update={"max_duration": 1e9,
                                               "skip_bad_utterances": skip_bad_utterances})
     rows = validated_rows(str(data), dcfg, "evaluation")

@@ -83,7 +83,7 @@ def best_checkpoint_file(res: Any, metric: str, mode: str, dest: Path) -> Path |
 
 def export_best(grid: Any, table: pd.DataFrame, cfg: ExperimentConfig, out_dir: str | Path,
                 evaluate_test: bool = True) -> dict[str, Any]:
-    from asr_tune.training.run import evaluate
+    from asr_tune.scoring import evaluate
     from asr_tune.tuning.trial import trial_config
 
     metric, mode = cfg.search.metric, cfg.search.mode
