@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -68,34 +69,93 @@ def _trial_result(grid: Any, trial_id: str) -> Any:
     raise KeyError(trial_id)
 
 
-def best_checkpoint_file(res: Any, metric: str, mode: str, dest: Path) -> Path | None:
-    """Copy the trial's best Tune checkpoint's Lightning file to ``dest``."""
+def _score(metrics: dict, metric: str) -> float | None:
+    try:
+        value = float(metrics.get(metric))
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def best_kept_checkpoint(res: Any, metric: str, mode: str) -> tuple[Any, dict] | None:
+    """The kept Tune checkpoint with the best reported ``metric``, and that report's metrics."""
+    scored = [(c, m) for c, m in (res.best_checkpoints or []) if _score(m, metric) is not None]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    return pick(scored, key=lambda cm: _score(cm[1], metric))
+
+
+def best_checkpoint_file(res: Any, metric: str, mode: str, dest: Path) -> tuple[Path, dict] | None:
+    """Copy the Lightning file of the trial's best kept checkpoint to ``dest``; None if none is kept."""
     from asr_tune.tuning.trial import CKPT_FILE
 
-    ckpt = res.get_best_checkpoint(metric, mode) or res.checkpoint
-    if ckpt is None:
+    found = best_kept_checkpoint(res, metric, mode)
+    if found is None:
+        log.warning("%s: no checkpoint with a finite %s is kept; nothing exported", res.path, metric)
         return None
+    ckpt, metrics = found
     dest.parent.mkdir(parents=True, exist_ok=True)
     with ckpt.as_directory() as d:
         shutil.copyfile(Path(d) / CKPT_FILE, dest)
-    return dest
+    return dest, metrics
+
+
+def _embedded_config(ckpt: Path) -> ExperimentConfig:
+    """The config a checkpoint was trained with (a PBT trial's last config may be a mutation that
+    was never trained)."""
+    from asr_tune.model.lightning_module import CKPT_KEY
+    from asr_tune.config import config_from_dict
+    import torch
+
+    meta = torch.load(str(ckpt), map_location="cpu", weights_only=False)[CKPT_KEY]
+    return config_from_dict(meta["config"], f"{ckpt} (embedded config)")
+
+
+def _dotted(cfg: dict, key: str) -> Any:
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
 
 
 def export_best(grid: Any, table: pd.DataFrame, cfg: ExperimentConfig, out_dir: str | Path,
                 evaluate_test: bool = True) -> dict[str, Any]:
+    """``best/``: the best trial's best-scoring checkpoint, the config it was trained with, test WER.
+
+    ``val_wer`` in the result is the best value of ``search.metric`` (named ``metric``) that the
+    table reports; if that report's checkpoint is not the one exported (not kept), a warning says
+    so and ``best.json`` records the exported checkpoint's own value.
+    """
     from asr_tune.scoring import evaluate
     from asr_tune.tuning.trial import trial_config
 
     metric, mode = cfg.search.metric, cfg.search.mode
     top = table.iloc[0]
     res = _trial_result(grid, top["trial_id"])
-    best_cfg = trial_config(cfg.to_dict(), res.config)
     out = Path(out_dir) / "best"
+    found = best_checkpoint_file(res, metric, mode, out / "checkpoint.ckpt")
+    ckpt, ck_metrics = found if found else (None, {})
+    overrides = json.loads(top["config"])
+    if ckpt is not None:
+        best_cfg = _embedded_config(ckpt)
+        trained = best_cfg.to_dict()
+        overrides = {k: _dotted(trained, k) for k in overrides}
+    else:
+        best_cfg = trial_config(cfg.to_dict(), res.config)
     best_cfg.dump_yaml(out / "config.yaml")
-    ckpt = best_checkpoint_file(res, metric, mode, out / "checkpoint.ckpt")
-    info: dict[str, Any] = {"config": best_cfg.to_dict(), "overrides": json.loads(top["config"]),
-                            "val_wer": float(top[f"best_{metric}"]), "trial_id": top["trial_id"],
+    best_value = float(top[f"best_{metric}"])
+    info: dict[str, Any] = {"config": best_cfg.to_dict(), "overrides": overrides, "metric": metric,
+                            "val_wer": best_value, "trial_id": top["trial_id"],
                             "checkpoint": str(ckpt) if ckpt else None}
+    if ckpt is not None:
+        ck_value = _score(ck_metrics, metric)
+        info.update({f"checkpoint_{metric}": ck_value,
+                     "checkpoint_iteration": ck_metrics.get("training_iteration")})
+        if "val_wer" in ck_metrics:
+            info["checkpoint_val_wer"] = float(ck_metrics["val_wer"])
+        if ck_value != best_value:
+            log.warning("%s: the best report (%s=%s) has no kept checkpoint; best/ holds the best kept "
+                        "one (%s=%s)", top["trial_id"], metric, best_value, metric, ck_value)
     if ckpt and evaluate_test:
         info["test"] = evaluate(ckpt, cfg.data.test, out_json=out / "test_wer.json").to_dict()
     (out / "best.json").write_text(json.dumps({k: v for k, v in info.items() if k != "config"}, indent=1))
@@ -114,9 +174,10 @@ def quantize_top(grid: Any, table: pd.DataFrame, cfg: ExperimentConfig, out_dir:
     for rank in range(min(k, len(table))):
         res = _trial_result(grid, table.loc[rank, "trial_id"])
         dest = Path(out_dir) / "int8" / f"rank{rank}"
-        ckpt = best_checkpoint_file(res, cfg.search.metric, cfg.search.mode, dest / "float.ckpt")
-        if ckpt is None:
+        found = best_checkpoint_file(res, cfg.search.metric, cfg.search.mode, dest / "float.ckpt")
+        if found is None:
             continue
+        ckpt = found[0]
         try:
             rep = quantize(ckpt, calib=cfg.data.dev, data=cfg.data.test, cfg=cfg.quant, out_dir=dest)
         except AsrTuneError as err:

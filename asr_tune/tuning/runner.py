@@ -181,9 +181,11 @@ def _run_config(cfg: ExperimentConfig, storage_path: str, name: str):
     return tune.RunConfig(
         name=name, storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-        # PBT/PB2 restore donors' latest checkpoints: keep them all; others keep the last two
+        # kept by score, so best/ is the best report's checkpoint; Tune also always keeps the
+        # latest (resume, pause). PBT/PB2 restore donors' latest checkpoints: keep them all.
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=None if cfg.search.searcher in ("pbt", "pb2") else 2),
+            num_to_keep=None if cfg.search.searcher in ("pbt", "pb2") else 2,
+            checkpoint_score_attribute=cfg.search.metric, checkpoint_score_order=cfg.search.mode),
         verbose=1)
 
 
