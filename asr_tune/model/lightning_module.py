@@ -25,6 +25,7 @@ from asr_tune.data.tokenizer import BLANK, Tokenizer, tokenizer_from_state
 
 CKPT_KEY = "asr_tune"
 CKPT_VERSION = 1
+DECAY_GROUP, NO_DECAY_GROUP = "decay", "no_decay"  # optimiser parameter groups
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int, d_model: int):
@@ -103,12 +104,19 @@ class ASRModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
         params = [p for p in self.parameters() if p.requires_grad]
+        # no weight decay on biases and norm scales/shifts (every 0-/1-d tensor): decay would pull
+        # LayerNorm/BatchNorm gains towards 0; groups are named so on_load_checkpoint keeps them apart
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": o.weight_decay,
+                   "name": DECAY_GROUP},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0,
+                   "name": NO_DECAY_GROUP}]
+        groups = [g for g in groups if g["params"]]
         if o.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.betas[0], weight_decay=o.weight_decay)
+            opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.betas[0])
         else:
             cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-            opt = cls(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer else 1000
+            opt = cls(groups, lr=o.lr, betas=o.betas)
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1000
         if o.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=o.lr, total_steps=max(total, 2),
@@ -133,7 +141,7 @@ class ASRModule(L.LightningModule):
                 for key in ("lr", "initial_lr", "max_lr", "min_lr"):
                     if key in group:
                         group[key] = group[key] * ratio
-                group["weight_decay"] = o.weight_decay
+                group["weight_decay"] = 0.0 if group.get("name") == NO_DECAY_GROUP else o.weight_decay
                 if "betas" in group:
                     group["betas"] = tuple(o.betas)
         for sched_state in checkpoint.get("lr_schedulers", []):
