@@ -11,6 +11,8 @@ translates a valid space into Tune domains.
   conditions); it raises ``ConfigError``.
 * :func:`value_in_bounds`, :func:`quantized_values`, :func:`describe`, :func:`conditional_order`:
   the value-level helpers both layers use.
+* :func:`trial_overrides` maps a trial's sampled config (as Tune records it in ``params.json``) back
+  to the dotted overrides, so that reading an experiment folder needs no Ray.
 
 Conventions (as in Ray Tune): ``randint`` is ``[low, high)`` (high exclusive); ``quniform`` takes
 the multiples of ``q`` inside ``[low, high]``; ``grid`` enumerates every value.
@@ -40,6 +42,9 @@ DISCRETE = frozenset({"quniform", "randint", "choice", "grid"})
 MAX_GRID_POINTS = 10_000
 
 _REL_TOL = 1e-9
+
+INACTIVE = "<inactive>"
+"""Value a conditional parameter takes in a trial config when its ``when`` condition is false."""
 
 ParamType = Literal["uniform", "loguniform", "quniform", "randint", "choice", "grid"]
 
@@ -163,6 +168,15 @@ def conditional_names(space: Mapping[str, ParamSpec]) -> list[str]:
     return [name for name, spec in space.items() if spec.when]
 
 
+def is_active(spec: ParamSpec, values: Mapping[str, Any]) -> bool:
+    """Whether ``spec``'s ``when`` condition holds for the (already chosen) ``values``."""
+    for parent, allowed in (spec.when or {}).items():
+        value = values.get(parent, INACTIVE)
+        if value == INACTIVE or not any(same_value(value, a) for a in allowed):
+            return False
+    return True
+
+
 def same_value(a: Any, b: Any) -> bool:
     """Equality with a float tolerance (sampled floats vs. listed values)."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
@@ -221,3 +235,63 @@ def describe(spec: ParamSpec) -> str:
     if spec.type == "randint":
         return f"randint[{int(spec.low)}, {int(spec.high)})"
     return f"{spec.type}[{spec.low}, {spec.high}]"
+
+
+# ----------------------------------------------------------------------------- trial configs
+
+
+def trial_overrides(trial_config: Mapping[str, Any],
+                    space: Mapping[str, ParamSpec] | None = None) -> dict[str, Any]:
+    """The dotted overrides a trial applies to the base config.
+
+    Decodes ``name@log10`` keys, flattens nested groups (TPE's conditional encoding), drops
+    :data:`INACTIVE` values and metadata keys starting with ``_``, converts numpy scalars to Python
+    values. With ``space`` it also keeps only the space's keys and drops parameters whose ``when``
+    condition does not hold for the trial.
+    """
+    flat: dict[str, Any] = {}
+    _flatten_into(flat, trial_config)
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith("_") or _is_inactive(value):
+            continue
+        if key.endswith(LOG10_SUFFIX):
+            key, value = key[: -len(LOG10_SUFFIX)], 10.0 ** float(value)
+        out[key] = value
+    if space is not None:
+        out = _restrict(out, space)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], mapping: Mapping[str, Any]) -> None:
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            _flatten_into(out, value)
+        else:
+            out[str(key)] = _native(value)
+
+
+def _is_inactive(value: Any) -> bool:
+    return isinstance(value, str) and value == INACTIVE
+
+
+def _native(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_native(v) for v in value)
+    return value
+
+
+def _restrict(values: dict[str, Any], space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in conditional_order(space):
+        spec = space[name]
+        if name in values and is_active(spec, out):
+            value = values[name]
+            if spec.type == "loguniform" and isinstance(value, float):
+                value = min(max(value, spec.low), spec.high)  # 10**log10(x) round-off
+            if spec.type == "randint" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            out[name] = value
+    return {name: out[name] for name in space if name in out}

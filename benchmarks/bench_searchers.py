@@ -67,7 +67,7 @@ def task_overrides(tiny: bool) -> dict[str, Any]:
 
 
 def record(grid_path: Path, tiny: bool, work: Path, command: str):
-    from asr_tune.report.replay import record_grid
+    from asr_tune.tuning.replay import record_grid
 
     axes = TINY_AXES if tiny else FULL_AXES
     print(f"recording {'tiny ' if tiny else ''}grid {axes} -> {grid_path} (real trainings)", flush=True)
@@ -85,7 +85,7 @@ def record(grid_path: Path, tiny: bool, work: Path, command: str):
 
 
 def replayable(names: list[str]) -> tuple[list[str], dict[str, str]]:
-    from asr_tune.report.replay import NOT_REPLAYABLE
+    from asr_tune.tuning.replay import NOT_REPLAYABLE
 
     return [n for n in names if n not in NOT_REPLAYABLE], {n: NOT_REPLAYABLE[n] for n in names
                                                           if n in NOT_REPLAYABLE}
@@ -94,7 +94,7 @@ def replayable(names: list[str]) -> tuple[list[str], dict[str, str]]:
 def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Path, live: bool,
             parallel: int, metric: str) -> dict[str, dict[int, Any]]:
     from asr_tune.report.experiments import load_experiment
-    from asr_tune.report.replay import run_replay
+    from asr_tune.tuning.replay import run_replay
 
     factory, resources, base = None, None, None
     if live:
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         record(args.grid, args.tiny_grid, work, command)
         return 0
     from asr_tune.report.compare import compare_searchers, plot_comparison, rung_diagnostics
-    from asr_tune.report.replay import load_grid
+    from asr_tune.tuning.replay import load_grid
     from asr_tune.tuning.registry import searcher_names
 
     if args.grid.is_file():

@@ -1,4 +1,4 @@
-"""Reports of search experiments: read folders without Ray, tables, plots, searcher replay.
+"""Reports of search experiments: read folders without Ray, tables, plots, searcher comparison.
 
 Usage::
 
@@ -8,8 +8,9 @@ Usage::
     exp = load_experiment("runs/search/ci_search_tiny")
     rep = make_report(["runs/search/ci_search_tiny"], out="results/report")
 
-Submodules: ``experiments`` (reading), ``plots`` (PNG figures), ``summary`` (``make_report``),
-``commands`` (the CLI), ``replay`` (tabular benchmark: record a grid, replay it through Ray Tune).
+Submodules: ``experiments`` (reading, on :mod:`asr_tune.tuning.folder`), ``plots`` (PNG figures),
+``summary`` (``make_report``), ``compare`` (searchers side by side), ``commands`` (the CLI). The
+tabular searcher benchmark that drives Ray Tune lives in :mod:`asr_tune.tuning.replay`.
 Attributes are imported lazily so that ``import asr_tune.report`` stays cheap.
 """
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Read a search's experiment folder without Ray: trials, per-epoch curves, best config, int8 reports.
 
-Only files are read: each trial folder's ``result.json`` (one JSON line per reported epoch; falls
-back to ``progress.csv``) and ``params.json``, plus the asr-tune files next to Ray's own state
-(``asr_tune_search.json`` base config, ``results.csv`` statuses, ``best/best.json``,
-``best/test_wer.json``, ``int8/rank<k>/*.json``). Ray need not be running, or even be importable.
+Only files are read, through the one experiment-folder reader (:mod:`asr_tune.tuning.folder`:
+Ray's ``experiment_state-*.json``, each trial's ``result.json`` / ``progress.csv`` and
+``params.json``, ``results.csv`` statuses, ``asr_tune_search.json``), plus the report's own
+files (``best/best.json``, ``best/test_wer.json``, ``int8/rank<k>/*.json``). Ray need not be
+running, or even be importable.
 
 Usage::
 
@@ -16,26 +17,16 @@ Usage::
 from __future__ import annotations
 
 import json
-import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-log = logging.getLogger(__name__)
-
-STATE_FILE = "asr_tune_search.json"
-RECORDED_TIME_KEY = "recorded_time_this_iter_s"
-"""Metric a replayed trial reports: the recorded seconds of the epoch it replays (compute)."""
-WALL_TIME_KEY = "report_time"
-"""Optional precise wall-clock time (``time.time()``) of a report; orders events exactly."""
-_TRIAL_DIR = re.compile(r"^(?P<trainable>.+?)_(?P<tid>[0-9a-f]{5}_\d{5}|[0-9a-f]{8})_(?P<idx>\d+)(_|$)")
-"""Tune's trial folder name: ``<trainable>_<trial id>_<creation counter>_<params>_<date>``; the id
-is ``<5 hex>_<5 digits>`` for the basic variant generator and 8 hex for searcher-made trials."""
-
+from asr_tune.tuning.folder import (  # noqa: F401  (re-exported: the report's names for them)
+    RECORDED_TIME_KEY, STATE_FILE, WALL_TIME_KEY, TrialFolder, best_of, epochs_of, read_folder,
+    read_history, read_json)
 
 @dataclass
 class TrialRecord:
@@ -51,16 +42,10 @@ class TrialRecord:
 
     @property
     def epochs(self) -> int:
-        h = self.history
-        return int(h["training_iteration"].max()) if len(h) and "training_iteration" in h else 0
+        return epochs_of(self.history)
 
     def best(self, metric: str, mode: str = "min") -> float | None:
-        if metric not in self.history:
-            return None
-        col = pd.to_numeric(self.history[metric], errors="coerce").dropna()
-        if not len(col):
-            return None
-        return float(col.min() if mode == "min" else col.max())
+        return best_of(self.history, metric, mode)
 
     def last(self, metric: str) -> float | None:
         if metric not in self.history:
@@ -176,129 +161,29 @@ class Experiment:
 
 def load_experiment(path: str | Path, label: str | None = None) -> Experiment:
     """Read one experiment folder (``ValueError`` if it holds no trial and no asr-tune state)."""
-    root = Path(path).expanduser().resolve()
-    if not root.is_dir():
-        raise ValueError(f"{root}: not a directory")
-    state = _read_json(root / STATE_FILE) or {}
-    cfg = state.get("config") if isinstance(state.get("config"), dict) else {}
+    folder = read_folder(path)
+    root, state, cfg = folder.path, folder.state, folder.config
     search = cfg.get("search") or {}
-    statuses = _statuses(root)
-    trials = [_load_trial(d, search.get("space") or {}, statuses)
-              for d in sorted(root.iterdir()) if _is_trial_dir(d)]
-    trials.sort(key=lambda t: (t.index, t.trial_id))
+    trials = [_record(t) for t in folder.trials]
     if not trials and not state:
         raise ValueError(f"{root}: no trial folders (result.json / progress.csv) and no {STATE_FILE}")
-    max_epochs = int((cfg.get("trainer") or {}).get("max_epochs") or max([t.epochs for t in trials],
-                                                                        default=0))
-    best_info = _read_json(root / "best" / "best.json")
-    test = _read_json(root / "best" / "test_wer.json") or (best_info or {}).get("test")
+    best_info = read_json(root / "best" / "best.json")
+    test = read_json(root / "best" / "test_wer.json") or (best_info or {}).get("test")
     return Experiment(path=root, name=str(state.get("name") or root.name),
                       searcher=str(search.get("searcher") or "unknown"),
                       metric=str(search.get("metric") or "val_wer"),
-                      mode=str(search.get("mode") or "min"), max_epochs=max_epochs,
+                      mode=str(search.get("mode") or "min"), max_epochs=folder.max_epochs,
                       base_config=cfg, trials=trials, best_info=best_info, test=test,
                       int8=load_int8_reports(root), label=label or "")
 
 
-def _is_trial_dir(d: Path) -> bool:
-    return d.is_dir() and ((d / "result.json").is_file() or (d / "progress.csv").is_file())
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _statuses(root: Path) -> dict[str, dict[str, Any]]:
-    """Status/error per trial id from the search's ``results.csv`` (if written)."""
-    try:
-        table = pd.read_csv(root / "results.csv")
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return {}
-    out = {}
-    for row in table.to_dict("records"):
-        if "trial_id" in row:
-            out[str(row["trial_id"])] = row
-    return out
-
-
-def read_history(trial_dir: Path) -> pd.DataFrame:
-    """A trial's reported results, one row per report (``result.json``, else ``progress.csv``)."""
-    rows: list[dict[str, Any]] = []
-    try:
-        text = (trial_dir / "result.json").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a crash
-        if isinstance(item, dict):
-            item.pop("config", None)
-            rows.append(item)
-    if rows:
-        return pd.DataFrame(rows)
-    try:
-        return pd.read_csv(trial_dir / "progress.csv")
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-
-
-def _load_trial(d: Path, space: dict[str, Any], statuses: dict[str, dict[str, Any]]) -> TrialRecord:
-    hist = read_history(d)
-    m = _TRIAL_DIR.match(d.name)
-    trial_id = str(hist["trial_id"].iloc[0]) if "trial_id" in hist and len(hist) else (
-        m.group("tid") if m else d.name)
-    index = int(m.group("idx")) if m else _index_from_id(trial_id)
-    if "training_iteration" not in hist:
-        hist["training_iteration"] = range(1, len(hist) + 1)
-    hist = hist.sort_values("training_iteration", kind="stable").reset_index(drop=True)
+def _record(t: TrialFolder) -> TrialRecord:
+    """A trial as the report uses it: the reader's trial plus event times and compute seconds."""
+    hist = t.history
     hist["t"] = _event_times(hist)
     hist["compute_s"] = _compute_seconds(hist)
-    row = statuses.get(trial_id, {})
-    error = row.get("error") if isinstance(row.get("error"), str) else None
-    status = str(row.get("status") or "")
-    if not status:
-        status = "ERROR" if (d / "error.txt").exists() or (d / "error.pkl").exists() else "TERMINATED"
-    if status == "ERROR" and error is None:
-        error = _last_line(d / "error.txt")
-    return TrialRecord(trial_id=trial_id, index=index, path=str(d),
-                       config=_trial_config(d, space), history=hist, status=status, error=error)
-
-
-def _last_line(path: Path) -> str | None:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return None
-    return lines[-1][:300] if lines else None
-
-
-def _index_from_id(trial_id: str) -> int:
-    tail = trial_id.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _trial_config(d: Path, space: dict[str, Any]) -> dict[str, Any]:
-    """The trial's dotted overrides (``params.json`` decoded like the search's results table)."""
-    params = _read_json(d / "params.json")
-    if not isinstance(params, dict):
-        return {}
-    try:
-        from asr_tune.config import ParamSpec
-        from asr_tune.tuning.space import trial_overrides
-
-        specs = {k: ParamSpec.model_validate(v) for k, v in space.items()} if space else None
-        return trial_overrides(params, specs)
-    except Exception as err:  # a space this version cannot parse: keep the raw values
-        log.debug("%s: cannot decode params with the search space (%s)", d, err)
-        return {k: v for k, v in params.items() if not str(k).startswith("_")}
+    return TrialRecord(trial_id=t.trial_id, index=t.index, path=t.path, config=t.config,
+                       history=hist, status=t.status, error=t.error)
 
 
 def _event_times(h: pd.DataFrame) -> pd.Series:
@@ -335,7 +220,7 @@ def load_int8_reports(root: Path) -> list[dict[str, Any]]:
     out = []
     for rank_dir in sorted((root / "int8").glob("rank*"), key=lambda p: _rank(p.name)):
         for f in sorted(rank_dir.glob("*.json")):
-            d = _read_json(f)
+            d = read_json(f)
             if isinstance(d, dict) and ("float_wer" in d or "int8_wer" in d or "gate" in d):
                 out.append(flatten_int8(d, _rank(rank_dir.name), str(f)))
                 break

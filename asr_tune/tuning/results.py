@@ -25,17 +25,14 @@ log = logging.getLogger(__name__)
 
 def trial_table(grid: Any, metric: str, mode: str, space: dict | None = None) -> pd.DataFrame:
     """One row per trial, sorted best first."""
+    from asr_tune.tuning.folder import best_of, epochs_of
     from asr_tune.tuning.space import trial_overrides
 
     rows = []
     for res in grid:
         hist = res.metrics_dataframe if res.metrics_dataframe is not None else pd.DataFrame()
         m = res.metrics or {}
-        best = None
-        if metric in hist:
-            col = hist[metric].dropna()
-            best = float(col.min() if mode == "min" else col.max()) if len(col) else None
-        epochs = int(hist["training_iteration"].max()) if "training_iteration" in hist else 0
+        best, epochs = best_of(hist, metric, mode), epochs_of(hist)  # as the report reads them
         overrides = trial_overrides(res.config or {}, space)
         rows.append({
             "trial_id": m.get("trial_id") or Path(res.path).name,

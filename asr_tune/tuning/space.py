@@ -11,7 +11,8 @@ searchers, and turns a trial's config back into the dotted overrides to apply to
 * :func:`to_param_space` builds a flat Tune ``param_space`` (``tune.uniform`` ... ``grid_search``).
   Conditional parameters become ``tune.sample_from`` domains whose sampler draws from the seeded
   Tune RNG when their condition holds and yields :data:`INACTIVE` otherwise (random/ASHA/HyperBand).
-* :func:`trial_overrides` maps a trial config back to overrides: it decodes log10-encoded keys
+* :func:`trial_overrides` (Ray-free, in ``space_spec``; re-exported here) maps a trial config
+  back to overrides: it decodes log10-encoded keys
   (``"optim.lr@log10"``, used for GP-based searchers), flattens the nested groups that the TPE
   encoding of conditionals produces, drops inactive conditionals and converts numpy scalars.
 * :func:`validate_values` checks sampled values against their bounds; :class:`SpaceClipper` snaps
@@ -36,6 +37,7 @@ from asr_tune.errors import SearchError
 from asr_tune.space_spec import (  # noqa: F401  (re-exported: the searchers use them from here)
     CONTINUOUS,
     DISCRETE,
+    INACTIVE,
     LOG10_SUFFIX,
     MAX_GRID_POINTS,
     NUMERIC,
@@ -44,28 +46,17 @@ from asr_tune.space_spec import (  # noqa: F401  (re-exported: the searchers use
     conditional_order,
     describe,
     grid_indices,
+    is_active,
     quantized_bounds,
     quantized_values,
     same_value,
+    trial_overrides,
     value_in_bounds,
 )
-
-INACTIVE = "<inactive>"
-"""Value a conditional parameter takes in a trial config when its ``when`` condition is false."""
-
 
 def validate_space(space: Mapping[str, ParamSpec]) -> None:
     """Check a search space on its own (independent of the searcher); raise ``ConfigError``."""
     space_spec.validate_space(space, ExperimentConfig().to_dict())
-
-
-def is_active(spec: ParamSpec, values: Mapping[str, Any]) -> bool:
-    """Whether ``spec``'s ``when`` condition holds for the (already chosen) ``values``."""
-    for parent, allowed in (spec.when or {}).items():
-        value = values.get(parent, INACTIVE)
-        if value == INACTIVE or not any(same_value(value, a) for a in allowed):
-            return False
-    return True
 
 
 def validate_values(overrides: Mapping[str, Any], space: Mapping[str, ParamSpec]) -> None:
@@ -205,66 +196,6 @@ class ConditionalSampler:
 
     def __repr__(self) -> str:
         return f"ConditionalSampler({self.name!r} when {self.when})"
-
-
-# ----------------------------------------------------------------------------- trial configs
-
-
-def trial_overrides(trial_config: Mapping[str, Any],
-                    space: Mapping[str, ParamSpec] | None = None) -> dict[str, Any]:
-    """The dotted overrides a trial applies to the base config.
-
-    Decodes ``name@log10`` keys, flattens nested groups (TPE's conditional encoding), drops
-    :data:`INACTIVE` values and metadata keys starting with ``_``, converts numpy scalars to Python
-    values. With ``space`` it also keeps only the space's keys and drops parameters whose ``when``
-    condition does not hold for the trial.
-    """
-    flat: dict[str, Any] = {}
-    _flatten_into(flat, trial_config)
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        if key.startswith("_") or _is_inactive(value):
-            continue
-        if key.endswith(LOG10_SUFFIX):
-            key, value = key[: -len(LOG10_SUFFIX)], 10.0 ** float(value)
-        out[key] = value
-    if space is not None:
-        out = _restrict(out, space)
-    return out
-
-
-def _flatten_into(out: dict[str, Any], mapping: Mapping[str, Any]) -> None:
-    for key, value in mapping.items():
-        if isinstance(value, Mapping):
-            _flatten_into(out, value)
-        else:
-            out[str(key)] = _native(value)
-
-
-def _is_inactive(value: Any) -> bool:
-    return isinstance(value, str) and value == INACTIVE
-
-
-def _native(value: Any) -> Any:
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_native(v) for v in value)
-    return value
-
-
-def _restrict(values: dict[str, Any], space: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in conditional_order(space):
-        spec = space[name]
-        if name in values and is_active(spec, out):
-            value = values[name]
-            if spec.type == "loguniform" and isinstance(value, float):
-                value = min(max(value, spec.low), spec.high)  # 10**log10(x) round-off
-            if spec.type == "randint" and isinstance(value, float) and value.is_integer():
-                value = int(value)
-            out[name] = value
-    return {name: out[name] for name in space if name in out}
 
 
 class SpaceClipper:

@@ -16,7 +16,7 @@ import pytest
 
 from asr_tune.report.compare import compare_searchers, reach, rung_diagnostics
 from asr_tune.report.experiments import load_experiment
-from asr_tune.report.replay import (NOT_REPLAYABLE, RecordedGrid, curve_reporter, load_grid,
+from asr_tune.tuning.replay import (NOT_REPLAYABLE, RecordedGrid, curve_reporter, load_grid,
                                     nearest, replay_space, run_replay)
 
 AXES = {"optim.lr": [0.0003, 0.001, 0.003, 0.01], "model.num_layers": [1, 2, 3]}

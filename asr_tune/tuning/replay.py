@@ -12,7 +12,7 @@ Nothing is trained: compute is counted in trial-epochs and in the recorded secon
 
 Usage::
 
-    from asr_tune.report.replay import load_grid, run_replay
+    from asr_tune.tuning.replay import load_grid, run_replay
     grid = load_grid("benchmarks/data/synth_grid.json")
     exp_dir = run_replay(grid, "asha", seed=0, budget_epochs=60, storage="/tmp/replay")
     # then asr_tune.report.load_experiment(exp_dir) / asr-tune report EXP_DIR
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from asr_tune.report.experiments import RECORDED_TIME_KEY, STATE_FILE, WALL_TIME_KEY
+from asr_tune.tuning.folder import RECORDED_TIME_KEY, STATE_FILE, WALL_TIME_KEY, read_folder
 
 GRID_FORMAT = "asr_tune.replay_grid/1"
 POPULATION_BASED = ("pbt", "pb2")
@@ -324,7 +324,6 @@ def record_grid(config: str | Path, axes: dict[str, list[Any]], overrides: Mappi
                 storage: str | Path, name: str, meta: dict[str, Any] | None = None) -> RecordedGrid:
     """Train every grid point for real (``asr-tune search`` with the ``grid`` searcher, early
     stopping off) and return the recorded curves; ``ValueError`` if a point has no full curve."""
-    from asr_tune.report.experiments import load_experiment
     from asr_tune.tuning.runner import search
 
     ov = {**dict(overrides), "search.searcher": "grid", "trainer.early_stopping_patience": 0,
@@ -332,7 +331,7 @@ def record_grid(config: str | Path, axes: dict[str, list[Any]], overrides: Mappi
           "search.space": {k: {"type": "grid", "values": list(v)} for k, v in axes.items()}}
     start = time.time()
     res = search(config, searcher="grid", storage=str(storage), name=name, overrides=ov)
-    exp = load_experiment(res.experiment_dir)
+    exp = read_folder(res.experiment_dir)
     points, bad = [], []
     for t in exp.trials:
         curve = [{k: _num(r.get(k)) for k in ("epoch",) + CURVE_KEYS if k in r}
@@ -344,7 +343,7 @@ def record_grid(config: str | Path, axes: dict[str, list[Any]], overrides: Mappi
     if bad:
         raise ValueError("record_grid: incomplete grid points: " + "; ".join(bad))
     info = {**(meta or {}), "experiment_dir": str(exp.path), "record_wall_s": time.time() - start,
-            "base_config": exp.base_config}
+            "base_config": exp.config}
     return RecordedGrid(axes={k: list(v) for k, v in axes.items()}, max_epochs=exp.max_epochs,
                         points=sorted(points, key=lambda p: [_canon(p["config"][k]) for k in axes]),
                         meta=info)
