@@ -130,7 +130,7 @@ def train(cfg: ExperimentConfig, evaluate_test: bool = True) -> TrainResult:
     trainer.fit(prep.module, datamodule=prep.datamodule)
     ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
     best = ckpt.best_model_path or ckpt.last_model_path
-    result = TrainResult(best, float(ckpt.best_model_score or float("nan")), None,
+    result = TrainResult(best, float("nan" if ckpt.best_model_score is None else ckpt.best_model_score), None,
                          trainer.current_epoch, 0.0,
                          sum(p.numel() for p in prep.module.model.parameters()))
     if evaluate_test:

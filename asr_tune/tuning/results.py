@@ -101,11 +101,11 @@ def best_checkpoint_file(res: Any, metric: str, mode: str, dest: Path) -> tuple[
 def _embedded_config(ckpt: Path) -> ExperimentConfig:
     """The config a checkpoint was trained with (a PBT trial's last config may be a mutation that
     was never trained)."""
-    from asr_tune.model.lightning_module import CKPT_KEY
     from asr_tune.config import config_from_dict
-    import torch
+    from asr_tune.model.lightning_module import CKPT_KEY
+    from asr_tune.model.safe_load import load_checkpoint_file
 
-    meta = torch.load(str(ckpt), map_location="cpu", weights_only=False)[CKPT_KEY]
+    meta = load_checkpoint_file(ckpt)[CKPT_KEY]
     return config_from_dict(meta["config"], f"{ckpt} (embedded config)")
 
 
@@ -119,9 +119,10 @@ def export_best(grid: Any, table: pd.DataFrame, cfg: ExperimentConfig, out_dir: 
                 evaluate_test: bool = True) -> dict[str, Any]:
     """``best/``: the best trial's best-scoring checkpoint, the config it was trained with, test WER.
 
-    ``val_wer`` in the result is the best value of ``search.metric`` (named ``metric``) that the
-    table reports; if that report's checkpoint is not the one exported (not kept), a warning says
-    so and ``best.json`` records the exported checkpoint's own value.
+    ``best_value`` is the best value of ``search.metric`` (named in ``metric``) that the table
+    reports; ``val_wer`` is always a WER (for metric ``val_loss``: the exported checkpoint's). If
+    the best report's checkpoint is not the one exported (not kept), a warning says so and
+    ``best.json`` records the exported checkpoint's own value.
     """
     from asr_tune.scoring import evaluate
     from asr_tune.tuning.trial import trial_config
@@ -141,8 +142,10 @@ def export_best(grid: Any, table: pd.DataFrame, cfg: ExperimentConfig, out_dir: 
         best_cfg = trial_config(cfg.to_dict(), res.config)
     best_cfg.dump_yaml(out / "config.yaml")
     best_value = float(top[f"best_{metric}"])
+    # val_wer is a WER whatever the metric: for metric val_loss, the exported checkpoint's val WER
+    val_wer = best_value if metric == "val_wer" else _score(ck_metrics, "val_wer")
     info: dict[str, Any] = {"config": best_cfg.to_dict(), "overrides": overrides, "metric": metric,
-                            "val_wer": best_value, "trial_id": top["trial_id"],
+                            "best_value": best_value, "val_wer": val_wer, "trial_id": top["trial_id"],
                             "checkpoint": str(ckpt) if ckpt else None}
     if ckpt is not None:
         ck_value = _score(ck_metrics, metric)

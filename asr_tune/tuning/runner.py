@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asr_tune.config import ExperimentConfig, config_from_dict, load_config
+from asr_tune.config import ExperimentConfig, config_from_dict, load_config, parse_override
 from asr_tune.errors import SearchError
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,25 @@ class SearchResult:
     searcher: str
     best_config: dict[str, Any]
     best_overrides: dict[str, Any]
-    best_val_wer: float
+    best_val_wer: float | None  # a WER (for metric val_loss: the best checkpoint's val WER)
     best_checkpoint: str | None
     test: dict | None
     table: Any  # pandas.DataFrame: one row per trial
     wall_s: float
     dashboard_url: str | None = None
     quantized: list[dict] = field(default_factory=list)
+    metric: str = "val_wer"  # search.metric; best_value is its best value (best_val_wer: a WER)
+    best_value: float | None = None
 
     def summary(self) -> str:
         t = self.table
         lines = [f"experiment: {self.experiment_dir}", f"searcher: {self.searcher}, trials: {len(t)} "
                  f"({', '.join(f'{k}={v}' for k, v in t['status'].value_counts().items())})",
-                 f"best val WER: {self.best_val_wer:.2f}%  overrides: {json.dumps(self.best_overrides)}"]
+                 f"best val WER: {self.best_val_wer:.2f}%  overrides: {json.dumps(self.best_overrides)}"
+                 if self.metric == "val_wer" else
+                 f"best {self.metric}: {self.best_value:.4g} (val WER at that checkpoint: "
+                 f"{'n/a' if self.best_val_wer is None else f'{self.best_val_wer:.2f}%'})  "
+                 f"overrides: {json.dumps(self.best_overrides)}"]
         if self.test:
             lines.append(f"best model test WER: {self.test['wer']:.2f}% on {self.test['n_utts']} utterances")
         if self.best_checkpoint:
@@ -141,7 +147,13 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     from asr_tune.tuning.placement import ClusterShape, check_feasible, max_concurrent, trial_bundles
     from asr_tune.tuning.registry import build_search
 
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
+    if isinstance(config, ExperimentConfig):
+        cfg = config
+        if overrides:
+            items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+            cfg = cfg.with_overrides(dict(items), source="search overrides")
+    else:
+        cfg = load_config(config, overrides)
     upd = {k: v for k, v in dict(searcher=searcher, num_samples=num_samples, storage=storage,
                                  name=name).items() if v is not None}
     cfg = cfg.with_overrides({f"search.{k}": v for k, v in upd.items()}, source="search arguments")
@@ -154,7 +166,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     dashboard = _init_ray(address, sum(b.get("CPU", 0) for b in trial_bundles(cfg.resources)))
     cluster = ClusterShape.from_ray()
     check_feasible(cfg.resources, cluster)
-    concurrency = max_concurrent(cfg.resources, cluster)
+    concurrency = concurrency_cap(s, max_concurrent(cfg.resources, cluster))
     plan = build_search(s, max_t=cfg.trainer.max_epochs, max_concurrent=concurrency)  # capped searchers
     exp_dir = _experiment_dir(storage_path, exp_name)
     _write_state(exp_dir, cfg, exp_name)
@@ -173,6 +185,16 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
         run_config=_run_config(cfg, storage_path, exp_name))
     grid = tuner.fit()
     return finish(exp_dir, cfg, grid, time.perf_counter() - start, dashboard)
+
+
+def concurrency_cap(s: Any, cluster_cap: int) -> int:
+    """Unfinished trials at a time: the searcher's own ``max_concurrent`` option when set, else what
+    fits the cluster. The one value goes to both ``build_search`` and ``TuneConfig``, so Tune neither
+    rejects tpe/bayesopt's ``ConcurrencyLimiter`` nor overwrites bohb/rl's cap with another."""
+    from asr_tune.tuning.options import parse_options
+
+    return getattr(parse_options(s.searcher, s.options.get(s.searcher) or {}), "max_concurrent", 0) \
+        or cluster_cap
 
 
 def _run_config(cfg: ExperimentConfig, storage_path: str, name: str):
@@ -252,7 +274,8 @@ def finish(exp_dir: str, cfg: ExperimentConfig, grid: Any, wall_s: float, dashbo
                           + (f"; first error: {errors[0]}" if errors else ""))
     best = export_best(grid, table, cfg, local_dir, evaluate_test=s.evaluate_best_on_test)
     result = SearchResult(exp_dir, s.searcher, best["config"], best["overrides"], best["val_wer"],
-                          best["checkpoint"], best.get("test"), table, wall_s, dashboard)
+                          best["checkpoint"], best.get("test"), table, wall_s, dashboard,
+                          metric=s.metric, best_value=best["best_value"])
     if s.quantize_top_k:
         result.quantized = quantize_top(grid, table, cfg, local_dir, s.quantize_top_k)
         write_table(table, local_dir)
