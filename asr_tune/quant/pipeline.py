@@ -81,6 +81,74 @@ def _latency(module, int8_path: Path, float_path: Path, batch, threads: int, rep
             "scope": "acoustic model only (log-mel features are the same torch code for both)"}
 
 
+# ----------------------------------------------------------------------------- the named steps
+
+
+def _export_graph(module, out: Path, work: Path, mode: str):
+    """Export the float acoustic model to ``out`` (and, for dynamic int8, a MatMul-conv variant to
+    quantize from); the graph's compute nodes and quantization groups, checked against the model."""
+    n_mels = module.cfg.features.n_mels
+    float_path = out / art.FLOAT_FILE
+    export = export_onnx(module.model, float_path, n_mels)
+    src = float_path
+    if mode == "dynamic":  # ConvInteger is slow on CPU: subsampling convs as im2col MatMuls
+        src = Path(export_onnx(module.model, work / "model.fp32.matmul.onnx", n_mels, True).path)
+    src_model = onnx.load(str(src))
+    nodes = compute_nodes(src_model)
+    groups = list_groups(nodes)
+    if list(groups) != expected_groups(module.cfg.model.num_layers):
+        raise QuantizationError(f"exported graph has unexpected groups {list(groups)}")
+    return float_path, export, src, src_model, nodes, groups
+
+
+def _float_reference(module, batches, float_path: Path, export, threads: int):
+    """The float model's outputs and WER on the evaluation batches (the torch checkpoint), and how
+    closely the fp32 ONNX export reproduces them."""
+    refs = [t for b in batches for t in b.texts]
+    float_out = run_torch(module.model, batches)
+    float_stats = wer_stats(refs, transcripts(float_out, module.tok))
+    export_check = compare_outputs(float_out, run_onnx(make_session(float_path, threads), batches))
+    export_check["random_input_max_abs"] = export.max_abs_diff
+    return float_out, float_stats, export_check
+
+
+def _coverage(module, float_path: Path, src_model, nodes, groups, int8_path: Path, kept: dict, mode: str,
+              threads: int):
+    """Which ops and groups run in int8 and their share of the multiply-accumulates (on a
+    ``MAC_REF_SECONDS`` input): ``(ref_frames, op rows, MAC summary, MACs per group, group rows)``."""
+    ref_frames = int(module.features.frame_lengths(torch.tensor([int(MAC_REF_SECONDS * module.cfg.data.sample_rate)])))
+    macs = measure_macs(float_path, module.cfg.features.n_mels, ref_frames)
+    rows = op_table(src_model, nodes, macs, int8_kernels(int8_path, nodes, threads), kept, mode)
+    summary = mac_summary(rows)
+    per_group = group_macs(nodes, macs)
+    group_rows = [{"group": g, "precision": "float" if g in kept else "int8", "macs": per_group.get(g, 0),
+                   "why": kept.get(g, f"{mode} int8")} for g in groups]
+    group_rows += [{"group": k, "precision": "float", "macs": v, "why": "never quantized (see ops)"}
+                   for k, v in per_group.items() if k not in groups]
+    return ref_frames, rows, summary, per_group, group_rows
+
+
+def _verdict(gate, summary: dict, cfg: QuantConfig) -> tuple[bool, str]:
+    """Accepted when the WER gate passed and some multiply-accumulates run in int8; the reason."""
+    accepted = gate.passed and summary["int8_macs"] > 0
+    if accepted:
+        return True, f"ΔWER {gate.delta:+.2f} <= {cfg.max_wer_delta:.2f} WER points"
+    if not gate.passed:
+        return False, (f"ΔWER {gate.delta:+.2f} > {cfg.max_wer_delta:.2f} WER points"
+                       + (" even after the automatic fallback" if cfg.auto_fallback else
+                          " (auto_fallback off)"))
+    return False, "no multiply-accumulate runs in int8"
+
+
+def _sizes(module, ckpt: Path, float_path: Path, int8_path: Path) -> dict:
+    size = {"float_onnx_bytes": float_path.stat().st_size, "int8_onnx_bytes": int8_path.stat().st_size,
+            "float_state_dict_bytes": sum(t.numel() * t.element_size() for t in module.model.state_dict().values()),
+            "checkpoint_bytes": ckpt.stat().st_size,
+            "float_baseline": "fp32 ONNX export of the same acoustic model (model.fp32.onnx)"}
+    size["ratio"] = size["int8_onnx_bytes"] / size["float_onnx_bytes"]
+    return size
+
+
 def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: QuantConfig | None = None,
              out_dir: str | Path | None = None, keep_float: list[str] | None = None, *,
              sensitivity: bool = True, batch_seconds: float = 60.0) -> QuantReport:
@@ -101,7 +169,6 @@ def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: Q
     if out.exists() and not out.is_dir():
         raise QuantizationError(f"{out}: output path exists and is not a folder")
     module = _load_module(ckpt)
-    n_mels = module.cfg.features.n_mels
     keep = resolve_keep_float(list(cfg.keep_float if keep_float is None else keep_float),
                               expected_groups(module.cfg.model.num_layers))
     if len(keep) == len(expected_groups(module.cfg.model.num_layers)):
@@ -116,23 +183,9 @@ def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: Q
 
     with tempfile.TemporaryDirectory(prefix="asr_tune_int8_") as tmp:
         work = Path(tmp)
-        float_path = out / art.FLOAT_FILE
-        export = export_onnx(module.model, float_path, n_mels)
-        src = float_path
-        if cfg.mode == "dynamic":  # ConvInteger is slow on CPU: subsampling convs as im2col MatMuls
-            src = Path(export_onnx(module.model, work / "model.fp32.matmul.onnx", n_mels, True).path)
-        src_model = onnx.load(str(src))
-        nodes = compute_nodes(src_model)
-        groups = list_groups(nodes)
-        if list(groups) != expected_groups(module.cfg.model.num_layers):
-            raise QuantizationError(f"exported graph has unexpected groups {list(groups)}")
+        float_path, export, src, src_model, nodes, groups = _export_graph(module, out, work, cfg.mode)
         kept = {g: "keep_float (requested)" for g in keep}
-
-        refs = [t for b in batches for t in b.texts]
-        float_out = run_torch(module.model, batches)
-        float_stats = wer_stats(refs, transcripts(float_out, module.tok))
-        export_check = compare_outputs(float_out, run_onnx(make_session(float_path, threads), batches))
-        export_check["random_input_max_abs"] = export.max_abs_diff
+        float_out, float_stats, export_check = _float_reference(module, batches, float_path, export, threads)
 
         runner = CandidateRunner(src, work, cfg.mode, groups, [n.name for n in nodes if n.group is None],
                                  batches, float_out, float_stats, module.tok, cfg.max_wer_delta, threads,
@@ -145,30 +198,10 @@ def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: Q
         if cfg.auto_fallback and not first.gate.passed:
             final, kept, attempts = fallback_search(runner, first, kept, sens)
 
-        ref_frames = int(module.features.frame_lengths(torch.tensor([int(MAC_REF_SECONDS * module.cfg.data.sample_rate)])))
-        macs = measure_macs(float_path, n_mels, ref_frames)
-        rows = op_table(src_model, nodes, macs, int8_kernels(final.path, nodes, threads), kept, cfg.mode)
-        summary = mac_summary(rows)
-        per_group = group_macs(nodes, macs)
-        group_rows = [{"group": g, "precision": "float" if g in kept else "int8", "macs": per_group.get(g, 0),
-                       "why": kept.get(g, f"{cfg.mode} int8")} for g in groups]
-        group_rows += [{"group": k, "precision": "float", "macs": v, "why": "never quantized (see ops)"}
-                       for k, v in per_group.items() if k not in groups]
-
-        accepted = final.gate.passed and summary["int8_macs"] > 0
-        if accepted:
-            reason = f"ΔWER {final.gate.delta:+.2f} <= {cfg.max_wer_delta:.2f} WER points"
-        elif not final.gate.passed:
-            reason = (f"ΔWER {final.gate.delta:+.2f} > {cfg.max_wer_delta:.2f} WER points"
-                      + (" even after the automatic fallback" if cfg.auto_fallback else
-                         " (auto_fallback off)"))
-        else:
-            reason = "no multiply-accumulate runs in int8"
-        size = {"float_onnx_bytes": float_path.stat().st_size, "int8_onnx_bytes": final.path.stat().st_size,
-                "float_state_dict_bytes": sum(t.numel() * t.element_size() for t in module.model.state_dict().values()),
-                "checkpoint_bytes": ckpt.stat().st_size,
-                "float_baseline": "fp32 ONNX export of the same acoustic model (model.fp32.onnx)"}
-        size["ratio"] = size["int8_onnx_bytes"] / size["float_onnx_bytes"]
+        ref_frames, rows, summary, per_group, group_rows = _coverage(
+            module, float_path, src_model, nodes, groups, final.path, kept, cfg.mode, threads)
+        accepted, reason = _verdict(final.gate, summary, cfg)
+        size = _sizes(module, ckpt, float_path, final.path)
         latency = _latency(module, final.path, float_path, latency_batch(module, data_rows, LATENCY_BATCH_UTTS),
                            threads, cfg.latency_repeats)
         model_path = art.write_artifact(out, final.path, module, accepted, {
