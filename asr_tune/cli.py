@@ -3,6 +3,7 @@
 Usage::
 
     asr-tune corpus synth --out data/synth
+    asr-tune corpus synth --mode digits --out data/synth_digits --utterances 3000
     asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --dev-speakers lucas
     asr-tune train configs/synth_tiny.yaml [--set optim.lr=2e-3 ...]
     asr-tune evaluate runs/synth_tiny/checkpoints/best.ckpt --data data/synth/test.jsonl
@@ -66,7 +67,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from asr_tune.data.synth import build_synth_corpus
 
     paths = build_synth_corpus(args.out, n_utterances=args.utterances, seed=args.seed,
-                               sample_rate=args.sample_rate)
+                               sample_rate=args.sample_rate, mode=args.mode)
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return 0
 
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--utterances", type=int, default=1200)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sample-rate", type=int, default=16000)
+    s.add_argument("--mode", choices=("sentences", "digits"), default="sentences",
+                   help="sentences: digits + commands (default); digits: FSDD-shaped digit strings")
+    s.add_argument("--sample-rate", type=int, default=None,
+                   help="default: 16000 for sentences, 8000 for digits")
     s.set_defaults(func=_cmd_synth)
     d = c.add_parser("digits", help="connected-digit strings from isolated digits (FSDD)")
     d.add_argument("--src", required=True)

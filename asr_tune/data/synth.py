@@ -1,5 +1,10 @@
 """The embedded default corpus: spoken digit strings and short commands synthesised with eSpeak NG.
 
+Usage::
+
+    asr-tune corpus synth --out data/synth                                    # sentences, 16 kHz
+    asr-tune corpus synth --mode digits --out data/synth_digits --utterances 3000   # 8 kHz
+
 Everything is offline: ``espeakng-loader`` ships ``libespeak-ng`` and its voice data inside the
 wheel, driven through ``ctypes`` by :mod:`asr_tune.data.espeak`. Nothing is downloaded at run time.
 
@@ -9,6 +14,9 @@ wheel, driven through ``ctypes`` by :mod:`asr_tune.data.espeak`. Nothing is down
   variant (``+m3``, ``+f4``, ``+klatt2``, ``+steph``, ...); the speaker id is ``"en-us+m3"``. The
   variants are partitioned into train / dev / test, so the test (and dev) speakers are disjoint from
   the train speakers and their timbres are never seen in training.
+* Modes: ``sentences`` (the default, above) and ``digits``: connected-digit strings shaped like the
+  FSDD task (:mod:`asr_tune.data.digits`): 1-7 uniformly drawn digit words "zero".."nine", 8 kHz by
+  default, with wider rate / pitch / word-gap ranges, for mixing into FSDD training at a small weight.
 * Per utterance: random speaking rate (120-220 wpm), pitch, pitch range and word gap; leading and
   trailing silence trimmed to a short random margin; random level; with probability ``noise_prob``
   additive white / pink / brown noise at 10-30 dB SNR.
@@ -35,65 +43,14 @@ import numpy as np
 
 from asr_tune.data.dsp import colored_noise, resample, trim_silence, write_flac
 from asr_tune.data.espeak import Espeak
-from asr_tune.data.manifest import Utterance, normalize_text, write_manifest
+from asr_tune.data.grammar import DIGIT_WORDS, MODES, VOCABULARY, make_text, pick
+from asr_tune.data.manifest import Utterance, write_manifest
 from asr_tune.data.workers import run_workers
 from asr_tune.data.workers import worker_count as _n_workers  # module-level: tests patch it
 from asr_tune.errors import DataError
 
-__all__ = ["DIGIT_WORDS", "LANGUAGES", "VOCABULARY", "build_synth_corpus", "make_text",
-           "trim_silence", "write_flac"]  # the signal helpers are re-exported from dsp.py
-
-# ----------------------------------------------------------------------------------------------
-# Vocabulary and grammar
-# ----------------------------------------------------------------------------------------------
-
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_DEVICES = ("lights", "music", "fan", "heater", "radio")
-_SETTINGS = ("volume", "temperature", "timer")
-_OPENABLE = ("door", "window", "garage")
-_OPEN_VERBS = ("open", "close", "lock", "unlock")
-_MEDIA_VERBS = ("play", "pause", "stop")
-
-VOCABULARY: frozenset[str] = frozenset(
-    DIGIT_WORDS + _DEVICES + _SETTINGS + _OPENABLE + _OPEN_VERBS + _MEDIA_VERBS
-    + ("turn", "on", "off", "the", "set", "to", "up", "down", "call", "dial", "next", "song")
-)
-
-
-def _digits(rng: np.random.Generator, lo: int, hi: int) -> list[str]:
-    n = int(rng.integers(lo, hi + 1))
-    return [DIGIT_WORDS[int(d)] for d in rng.integers(0, 10, size=n)]
-
-
-def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
-def make_text(rng: np.random.Generator) -> str:
-    """One transcript: half digit strings (1-7 digits), half command phrases."""
-    if rng.random() < 0.5:
-        words = _digits(rng, 1, 7)
-    else:
-        kind = int(rng.integers(7))
-        if kind == 0:
-            words = ["turn", _pick(rng, ("on", "off")), "the", _pick(rng, _DEVICES)]
-        elif kind == 1:
-            words = ["turn", "the", _pick(rng, _SETTINGS[:2]), _pick(rng, ("up", "down"))]
-        elif kind == 2:
-            words = ["set"] + (["the"] if rng.random() < 0.5 else []) + [_pick(rng, _SETTINGS), "to"]
-            words += _digits(rng, 1, 2)
-        elif kind == 3:
-            words = [_pick(rng, ("call", "dial"))] + _digits(rng, 3, 7)
-        elif kind == 4:
-            words = [_pick(rng, _OPEN_VERBS), "the", _pick(rng, _OPENABLE)]
-        elif kind == 5:
-            words = [_pick(rng, _MEDIA_VERBS), "the", _pick(rng, ("music", "radio", "song"))]
-            if words[0] == "play" and rng.random() < 0.4:
-                words = ["play", "the", "next", "song"]
-        else:
-            words = [_pick(rng, _SETTINGS[:2]), _pick(rng, ("up", "down"))]
-    return normalize_text(" ".join(words))
-
+__all__ = ["DIGIT_WORDS", "LANGUAGES", "MODES", "VOCABULARY", "build_synth_corpus", "make_text",
+           "trim_silence", "write_flac"]  # re-exported from grammar.py and dsp.py
 
 # ----------------------------------------------------------------------------------------------
 # Voices
@@ -241,13 +198,18 @@ def _worker_main() -> int:
 
 
 def build_synth_corpus(out_dir: str | Path, n_utterances: int = 1200, seed: int = 0,
-                       sample_rate: int = 16000, noise_prob: float = 0.3,
-                       progress: bool = True) -> dict[str, Path]:
-    """Synthesise the default corpus into ``out_dir``; returns ``{"train"|"dev"|"test": manifest}``.
+                       sample_rate: int | None = None, noise_prob: float = 0.3,
+                       progress: bool = True, mode: str = "sentences") -> dict[str, Path]:
+    """Synthesise a corpus into ``out_dir``; returns ``{"train"|"dev"|"test": manifest}``.
 
-    Audio goes to ``out_dir/audio/*.flac``, the build parameters and per-split voices to
+    ``mode`` is a key of ``MODES``; ``sample_rate`` None means the mode's (16 kHz sentences, 8 kHz
+    digits). Audio goes to ``out_dir/audio/*.flac``, the build parameters and per-split voices to
     ``out_dir/corpus.json``. Raises ``DataError`` when eSpeak NG cannot be loaded.
     """
+    if mode not in MODES:
+        raise DataError(f"unknown synth mode {mode!r}; choose one of {', '.join(MODES)}")
+    spec = MODES[mode]
+    sample_rate = spec.sample_rate if sample_rate is None else sample_rate
     if n_utterances < 3:
         raise DataError(f"n_utterances must be >= 3 (one per split), got {n_utterances}")
     if sample_rate <= 0:
@@ -273,17 +235,18 @@ def build_synth_corpus(out_dir: str | Path, n_utterances: int = 1200, seed: int 
         meta: list[tuple[str, str, str, str]] = []  # split, id, text, speaker
         for split in ("train", "dev", "test"):
             for i in range(sizes[split]):
-                uid = f"synth-{split}-{i:05d}"
-                speaker = f"{_pick(rng, tuple(languages))}+{_pick(rng, tuple(variants[split]))}"
-                text = make_text(rng)
+                uid = f"{spec.id_prefix}-{split}-{i:05d}"
+                speaker = f"{pick(rng, tuple(languages))}+{pick(rng, tuple(variants[split]))}"
+                text = spec.text(rng)
                 noisy = rng.random() < noise_prob
                 tasks.append({
                     "index": len(tasks), "seed": int(seed), "text": text, "speaker": speaker,
-                    "rate": int(rng.integers(120, 221)), "pitch": int(rng.integers(25, 76)),
-                    "range": int(rng.integers(20, 91)),
-                    "wordgap": int(rng.choice([0, 0, 0, 1, 2])),
+                    "rate": int(rng.integers(spec.rate_wpm[0], spec.rate_wpm[1] + 1)),
+                    "pitch": int(rng.integers(spec.pitch[0], spec.pitch[1] + 1)),
+                    "range": int(rng.integers(spec.pitch_range[0], spec.pitch_range[1] + 1)),
+                    "wordgap": int(rng.choice(list(spec.wordgaps))),
                     "noise_snr_db": round(float(rng.uniform(10.0, 30.0)), 2) if noisy else None,
-                    "noise_color": _pick(rng, ("white", "pink", "brown")),
+                    "noise_color": pick(rng, ("white", "pink", "brown")),
                     "sample_rate": int(sample_rate), "path": str(audio_dir / f"{uid}.flac"),
                 })
                 meta.append((split, uid, text, speaker))
@@ -306,13 +269,15 @@ def build_synth_corpus(out_dir: str | Path, n_utterances: int = 1200, seed: int 
             rows[split].append(Utterance(task["path"], lengths[task["index"]] / sample_rate, text,
                                          speaker, uid))
         info = {
-            "kind": "synth",
-            "params": {"n_utterances": n_utterances, "seed": seed, "sample_rate": sample_rate,
-                       "noise_prob": noise_prob, "rate_wpm": [120, 220], "pitch": [25, 75],
-                       "pitch_range": [20, 90], "snr_db": [10.0, 30.0]},
+            "kind": spec.kind,
+            "params": {"mode": mode, "n_utterances": n_utterances, "seed": seed,
+                       "sample_rate": sample_rate, "noise_prob": noise_prob,
+                       "rate_wpm": list(spec.rate_wpm), "pitch": list(spec.pitch),
+                       "pitch_range": list(spec.pitch_range), "word_gap_10ms": list(spec.wordgaps),
+                       "snr_db": [10.0, 30.0]},
             "espeak": {"version": engine.version, "native_sample_rate": engine.sample_rate},
             "languages": languages,
-            "vocabulary": sorted(VOCABULARY),
+            "vocabulary": sorted(spec.vocabulary),
             "splits": {
                 split: {
                     "utterances": len(rows[split]),
@@ -339,12 +304,13 @@ if __name__ == "__main__":
     ap.add_argument("out_dir")
     ap.add_argument("-n", "--n-utterances", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sample-rate", type=int, default=16000)
+    ap.add_argument("--sample-rate", type=int, default=None)
     ap.add_argument("--noise-prob", type=float, default=0.3)
+    ap.add_argument("--mode", choices=sorted(MODES), default="sentences")
     args = ap.parse_args()
     try:
         out = build_synth_corpus(args.out_dir, args.n_utterances, args.seed, args.sample_rate,
-                                 args.noise_prob)
+                                 args.noise_prob, mode=args.mode)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -153,6 +153,52 @@ def test_synth_without_espeak_is_a_data_error(tmp_path, monkeypatch):
     assert not (tmp_path / "b" / "train.jsonl").exists()
 
 
+def test_synth_digits_mode(tmp_path, monkeypatch):
+    asked = []  # what the renderer asks eSpeak NG for: voice, rate, pitch, pitch range, word gap
+    real_synth = synth_mod.Espeak.synth
+
+    def recording_synth(self, text, voice, rate, pitch, prange, wordgap, seed):
+        asked.append((voice, rate, pitch, prange, wordgap))
+        return real_synth(self, text, voice, rate, pitch, prange, wordgap, seed)
+
+    monkeypatch.setattr(synth_mod.Espeak, "synth", recording_synth)
+    out = build_synth_corpus(tmp_path / "digits", n_utterances=N_SYNTH, seed=0, progress=False,
+                             mode="digits")
+    monkeypatch.undo()
+    rows = _check_rows(out, 8000)  # 8 kHz by default, like FSDD
+    assert {s: len(r) for s, r in rows.items()} == {"train": 24, "dev": 3, "test": 3}
+    digit_words = set(synth_mod.DIGIT_WORDS)
+    lengths = set()
+    for split_rows in rows.values():
+        for r in split_rows:
+            words = r.text.split()
+            assert set(words) <= digit_words and 1 <= len(words) <= 7, r.text
+            assert r.text == normalize_text(r.text)
+            lengths.add(len(words))
+            assert r.id.startswith("synthdigits-")
+    assert len(lengths) >= 4
+    variants = {s: {r.speaker.split("+", 1)[1] for r in rows[s]} for s in SPLITS}
+    assert not variants["test"] & (variants["train"] | variants["dev"])
+    assert not variants["dev"] & variants["train"]
+    info = json.loads((tmp_path / "digits" / "corpus.json").read_text())
+    assert info["kind"] == "synth_digits" and info["params"]["mode"] == "digits"
+    assert info["vocabulary"] == sorted(digit_words)
+    # many voices; speaking rate, pitch and word gaps vary per utterance, within eSpeak's safe ranges
+    asked = asked[-N_SYNTH:]  # the utterances (after any probe the engine makes when it starts)
+    assert len(asked) == N_SYNTH and len({a[0] for a in asked}) >= 15
+    for k, (lo, hi) in enumerate([(80, 220), (10, 90), (10, 90), (0, 20)], start=1):
+        values = [a[k] for a in asked]
+        assert lo <= min(values) and max(values) <= hi
+        assert max(values) - min(values) >= (hi - lo) / 2 and len(set(values)) >= 5
+
+    again = build_synth_corpus(tmp_path / "again", n_utterances=N_SYNTH, seed=0, progress=False,
+                               mode="digits", sample_rate=16000)
+    assert [r.text for r in read_manifest(again["train"])] == [r.text for r in rows["train"]]
+    assert sf.info(read_manifest(again["test"])[0].audio_filepath).samplerate == 16000
+    with pytest.raises(DataError, match="unknown synth mode 'words'"):
+        build_synth_corpus(tmp_path / "bad", n_utterances=N_SYNTH, progress=False, mode="words")
+
+
 # ---------------------------------------------------------------------------------------------
 # FSDD connected digits
 # ---------------------------------------------------------------------------------------------
