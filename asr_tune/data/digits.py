@@ -23,9 +23,10 @@ import numpy as np
 import soundfile as sf
 
 from asr_tune.data.manifest import Utterance, normalize_text, read_manifest
-from asr_tune.data.synth import (DIGIT_WORDS, _progress, _remove_stale, _write_manifests, trim_silence,
-                                 write_flac)
+from asr_tune.data.synth import (CORPUS_ENTRIES, DIGIT_WORDS, _progress, _remove_stale, _write_manifests,
+                                 trim_silence, write_flac)
 from asr_tune.errors import DataError
+from asr_tune.staging import builds_folder
 
 _DIGIT_CHARS = {str(i): w for i, w in enumerate(DIGIT_WORDS)}
 
@@ -125,10 +126,11 @@ def _check_speakers(manifest: Path, known: list[str], test_speakers: list[str],
         raise DataError(f"{manifest}: every speaker is {what}; none left for {rest} ({listing})")
 
 
+@builds_folder(CORPUS_ENTRIES, DataError)
 def build_digit_corpus(src: str | Path, out_dir: str | Path, test_speakers: Iterable[str] = ("yweweler",),
-                       dev_speakers: Iterable[str] | None = None, dev_fraction: float = 0.1, n_train: int = 3000, n_dev: int = 300,
-                       n_test: int = 500, min_digits: int = 1, max_digits: int = 7,
-                       gap_ms: tuple[float, float] = (50, 250), seed: int = 0,
+                       dev_speakers: Iterable[str] | None = None, dev_fraction: float = 0.1,
+                       n_train: int = 3000, n_dev: int = 300, n_test: int = 500, min_digits: int = 1,
+                       max_digits: int = 7, gap_ms: tuple[float, float] = (50, 250), seed: int = 0,
                        progress: bool = True) -> dict[str, Path]:
     """Build connected-digit train/dev/test manifests in ``out_dir`` from FSDD at ``src``.
 

@@ -48,6 +48,11 @@ from asr_tune.data.manifest import Utterance, write_manifest
 from asr_tune.data.workers import run_workers
 from asr_tune.data.workers import worker_count as _n_workers  # module-level: tests patch it
 from asr_tune.errors import DataError
+from asr_tune.staging import builds_folder
+
+# what a corpus build owns in its --out folder (swapped in whole on success; see asr_tune.staging)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 96000
+CORPUS_ENTRIES = ("audio", "train.jsonl", "dev.jsonl", "test.jsonl", "corpus.json", ".feature_cache")
 
 __all__ = ["DIGIT_WORDS", "LANGUAGES", "MODES", "VOCABULARY", "build_synth_corpus", "make_text",
            "trim_silence", "write_flac"]  # re-exported from grammar.py and dsp.py
@@ -197,6 +202,7 @@ def _worker_main() -> int:
     return 0
 
 
+@builds_folder(CORPUS_ENTRIES, DataError)
 def build_synth_corpus(out_dir: str | Path, n_utterances: int = 1200, seed: int = 0,
                        sample_rate: int | None = None, noise_prob: float = 0.3,
                        progress: bool = True, mode: str = "sentences") -> dict[str, Path]:
@@ -212,8 +218,8 @@ def build_synth_corpus(out_dir: str | Path, n_utterances: int = 1200, seed: int 
     sample_rate = spec.sample_rate if sample_rate is None else sample_rate
     if n_utterances < 3:
         raise DataError(f"n_utterances must be >= 3 (one per split), got {n_utterances}")
-    if sample_rate <= 0:
-        raise DataError(f"sample_rate must be > 0, got {sample_rate}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:  # --sample-rate 1 would write 2-sample "audio"
+        raise DataError(f"--sample-rate {sample_rate}: must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz for speech")
     if not 0.0 <= noise_prob <= 1.0:
         raise DataError(f"noise_prob must be in [0, 1], got {noise_prob}")
     started = time.perf_counter()

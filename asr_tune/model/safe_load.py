@@ -54,7 +54,7 @@ def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict[st
         with allowed_globals():
             ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or "Unsupported operand" in str(err):
+        if "Unsupported global" in str(err):
             raise refusal(path, err) from None
         raise ConfigError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0][:200]})") from None
     except Exception as err:  # truncated zip, not a torch file, ...

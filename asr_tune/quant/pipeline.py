@@ -39,6 +39,7 @@ from asr_tune.quant.report import QuantReport
 from asr_tune.quant.runtime import (compare_outputs, cpu_info, has_vnni, interleaved_latency, make_session,
                                     run_onnx, run_torch, transcripts)
 from asr_tune.quant.sensitivity import CandidateRunner, fallback_search, sensitivity_scan
+from asr_tune.staging import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +158,29 @@ def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: Q
     Returns the report whether or not the gate passed (``report.accepted``); bad inputs raise
     ``QuantizationError`` / ``DataError``. ``keep_float`` (group names or globs such as
     ``layers.*.attn``) overrides ``cfg.keep_float``. ``sensitivity=False`` skips the scan unless the
-    automatic fallback needs it.
+    automatic fallback needs it. The artefact is built in a staging sibling of ``out_dir`` and
+    swapped in only when the run completes: a failing or interrupted run leaves the previous
+    artefact (``ACCEPTED`` included) exactly as it was.
     """
+    ckpt = Path(checkpoint)
+    if not ckpt.is_file():
+        raise QuantizationError(f"{ckpt}: checkpoint not found")
+    dest = Path(out_dir) if out_dir is not None else ckpt.parent / f"{ckpt.stem}.int8"
+    with staged_dir(dest, owned=art.OWNED, error=QuantizationError) as stage:
+        report = _quantize_into(stage, ckpt, calib, data, cfg, keep_float, sensitivity, batch_seconds)
+        report.out_dir, report.model_path = str(dest), str(dest / Path(str(report.model_path)).name)
+        report.write(stage / art.REPORT_FILE)  # with the paths it will have after the swap
+    return report
+
+
+def _quantize_into(out: Path, checkpoint: Path, calib: str | Path, data: str | Path, cfg: QuantConfig | None,
+                   keep_float: list[str] | None, sensitivity: bool, batch_seconds: float) -> QuantReport:
     start = time.perf_counter()
     cfg = cfg or QuantConfig()
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise QuantizationError(f"{ckpt}: checkpoint not found")
     digest = art.sha256_file(ckpt)
-    out = Path(out_dir) if out_dir is not None else ckpt.parent / f"{ckpt.stem}.int8"
-    if out.exists() and not out.is_dir():
-        raise QuantizationError(f"{out}: output path exists and is not a folder")
     module = _load_module(ckpt)
     keep = resolve_keep_float(list(cfg.keep_float if keep_float is None else keep_float),
                               expected_groups(module.cfg.model.num_layers))
@@ -178,8 +191,7 @@ def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: Q
     data_rows = load_rows(data, module, "evaluation")
     batches = feature_batches(module, data_rows, batch_seconds)  # decodes every file: DataError names it
     calib_batches = feature_batches(module, calib_rows, per_utterance=True) if cfg.mode == "static" else []
-    out.mkdir(parents=True, exist_ok=True)
-    art.clear_artifact(out)  # inputs are valid: no stale ACCEPTED may survive this run
+    # ``out`` is a fresh staging folder: no stale ACCEPTED can survive this run
 
     with tempfile.TemporaryDirectory(prefix="asr_tune_int8_") as tmp:
         work = Path(tmp)

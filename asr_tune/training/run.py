@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from asr_tune.config import ExperimentConfig
+from asr_tune.errors import ConfigError
 from asr_tune.data.datamodule import ASRDataModule, validated_rows
 from asr_tune.data.manifest import Utterance
 from asr_tune.model.decoding import WERStats, wer_stats
@@ -119,10 +120,38 @@ class TrainResult:
 
 
 def train(cfg: ExperimentConfig, evaluate_test: bool = True) -> TrainResult:
-    """Train one model from ``cfg``; best/last checkpoints under ``trainer.output_dir``."""
+    """Train one model from ``cfg``; best/last checkpoints under ``trainer.output_dir``.
+
+    The run is built in a staging sibling of ``trainer.output_dir`` and swapped in when it completes
+    (``asr_tune.staging``): a failing or interrupted run leaves a previous run there byte-identical.
+    """
+    from asr_tune.staging import restage, staged_dir
+
+    check_accelerator(cfg)
+    dest = Path(cfg.trainer.output_dir)
+    with staged_dir(dest, owned=RUN_ENTRIES, error=ConfigError) as stage:
+        result = _train_into(stage, cfg, evaluate_test)
+        result.best_checkpoint = str(restage(Path(result.best_checkpoint), stage, dest))
+        if result.test is not None:
+            (stage / "test_wer.json").write_text(json.dumps(
+                {**result.test, "checkpoint": result.best_checkpoint, "data": str(cfg.data.test)}, indent=2))
+        (stage / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result
+
+
+RUN_ENTRIES = ("config.yaml", "checkpoints", "logs", "test_wer.json", "result.json")
+
+
+def check_accelerator(cfg: ExperimentConfig) -> None:
+    """``trainer.accelerator: gpu`` on a machine without CUDA is one line, before anything is written."""
+    if resolve_accelerator(cfg) == "gpu" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator: {cfg.trainer.accelerator!r} but this machine has no CUDA GPU "
+                          "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
+
+
+def _train_into(out: Path, cfg: ExperimentConfig, evaluate_test: bool) -> TrainResult:
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     start = time.perf_counter()
-    out = Path(cfg.trainer.output_dir)
     prep = prepare(cfg)
     cfg.dump_yaml(out / "config.yaml")
     ckpt_cb_dir = out / "checkpoints"
@@ -172,13 +201,16 @@ def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
                     skip_bad_utterances: bool = False) -> WERStats:
     """WER of a loaded model (an ``ASRModule``, or an int8 model with the same ``cfg``, ``tok``,
     ``transcribe``) on a manifest or LibriSpeech folder; ``checkpoint`` is recorded in ``out_json``."""
+    from asr_tune.staging import check_output_file, write_text_atomic
+
+    if out_json:  # before the work, not after it
+        check_output_file(out_json, ConfigError)
     dcfg = module.cfg.data.model_copy(update={"max_duration": 1e9,
                                               "skip_bad_utterances": skip_bad_utterances})
     rows = validated_rows(str(data), dcfg, "evaluation")
     hyps = transcribe_rows(module, rows, batch_seconds)
     stats = wer_stats([r.text for r in rows], hyps)
     if out_json:
-        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_json).write_text(json.dumps({**stats.to_dict(), "checkpoint": str(checkpoint),
-                                              "data": str(data)}, indent=2))
+        write_text_atomic(out_json, json.dumps({**stats.to_dict(), "checkpoint": str(checkpoint),
+                                                "data": str(data)}, indent=2))
     return stats

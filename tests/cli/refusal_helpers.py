@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,15 +22,27 @@ FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 
 def refuse(argv: list[str], capsys: pytest.CaptureFixture, *names: str) -> str:
     """Run ``asr-tune argv``; assert a one-line refusal naming every string in ``names``."""
+    _rebind_log_streams()
     code = main([str(a) for a in argv])
     cap = capsys.readouterr()
     errors = [line for line in cap.err.splitlines() if line.startswith("error:")]
     assert code == 2, f"exit {code}\nstdout: {cap.out}\nstderr: {cap.err}"
     assert len(errors) == 1, cap.err
-    assert "Traceback" not in cap.err + cap.out
+    assert "Traceback" not in cap.err + cap.out, cap.err + cap.out
     for name in names:
         assert str(name) in errors[0], errors[0]
     return errors[0]
+
+
+def _rebind_log_streams() -> None:
+    """Handlers made while an earlier test's capture was active (Lightning's, at import) point at a
+    closed stream; point them at this test's stderr, as a fresh process would have them."""
+    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(v, logging.Logger)]
+    for lg in loggers:
+        for h in lg.handlers:
+            if type(h) is logging.StreamHandler and getattr(h.stream, "closed", False):
+                h.stream = sys.stderr
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
