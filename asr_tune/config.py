@@ -27,6 +27,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class MixSource(_Strict):
+    """An extra training corpus: each epoch draws ``len(train) * weight / data.train_weight`` of it."""
+
+    path: str = Field(description="manifest or LibriSpeech split dir")
+    weight: float = Field(gt=0, description="sampling weight relative to data.train_weight")
+
+
 class DataConfig(_Strict):
     """Where the corpus lives and how it is batched."""
 
@@ -46,6 +53,9 @@ class DataConfig(_Strict):
     pin_memory: bool = False
     skip_bad_utterances: bool = False
     limit_train: int = Field(0, ge=0, description="use at most N train utterances (0 = all)")
+    train_weight: float = Field(1.0, gt=0, description="sampling weight of data.train against data.train_mix")
+    train_mix: list[MixSource] = Field(
+        default_factory=list, description="extra training manifests mixed in by sampling weight")
 
 
 class FeatureConfig(_Strict):
@@ -58,11 +68,19 @@ class FeatureConfig(_Strict):
     time_masks: int = Field(2, ge=0)
     time_mask_width: int = Field(20, ge=0)
     speed_perturb: list[float] = Field(default_factory=list, description="e.g. [0.9, 1.0, 1.1]")
-    noise_snr_db: float = Field(0.0, ge=0, description="0 = no additive noise augmentation")
+    vtlp: float = Field(0.0, ge=0, lt=0.5, description="vocal-tract-length warp: factor in [1-v, 1+v]")
+    noise_prob: float = Field(0.5, ge=0, le=1, description="share of training utterances given noise")
+    noise_snr_db: float = Field(0.0, ge=0, description="lowest SNR of additive noise; 0 = no noise")
+    noise_snr_span_db: float = Field(0.0, ge=0, description="SNR drawn from [snr, snr + span]")
+    reverb_prob: float = Field(0.0, ge=0, le=1, description="share of training utterances reverberated")
+    reverb_rt60_s: float = Field(0.5, gt=0, description="largest simulated reverberation time (s)")
+    cache: bool = Field(True, description="cache mel features on disk (per corpus, settings, speed)")
+    cache_dir: str = Field("", description="feature cache folder; '' = .feature_cache beside each manifest")
 
 
 class TokenizerConfig(_Strict):
-    kind: Literal["char", "sentencepiece"] = "char"
+    kind: Literal["char", "word", "sentencepiece"] = Field(
+        "char", description="word = one token per word (small closed vocabularies, e.g. digits)")
     vocab_size: int = Field(64, ge=4, description="SentencePiece vocabulary size")
     model_type: Literal["unigram", "bpe"] = "unigram"
 
@@ -75,6 +93,7 @@ class ModelConfig(_Strict):
     conv_kernel: int = Field(15, ge=3)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     subsampling: Literal[4, 8] = 4
+    subsampling_channels: int = Field(0, ge=0, description="conv subsampling channels; 0 = d_model")
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -109,6 +128,12 @@ class TrainerConfig(_Strict):
     log_every_n_steps: int = Field(10, ge=1)
     progress_bar: bool = True
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = leave default")
+    report_every_steps: int = Field(
+        0, ge=0, description="validate + report every N optimizer steps (0 = once per epoch)")
+    report_every_audio_s: float = Field(
+        0.0, ge=0, description="or every this many seconds of training audio (0 = off)")
+    clean_steps: int = Field(
+        0, ge=0, description="first N optimizer steps without augmentation, SpecAugment or dropout")
 
 
 # One search dimension (``ParamSpec``, ``ParamType``) and the search space's checks live in the
@@ -246,6 +271,41 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {item!r}: value is not valid YAML ({err})") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_file(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A YAML mapping from ``path``: UTF-8, not empty (or only comments), no duplicate keys;
+    every problem is one ``ConfigError`` naming the file and line."""
+    from asr_tune.textfile import read_utf8
+
+    p = Path(path)
+    text = read_utf8(p, ConfigError)
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise ConfigError(f"{p}:{where} invalid YAML ({getattr(err, 'problem', None) or err})") from None
+    if raw is None:
+        raise ConfigError(f"{p}: the {what} file is empty (or only comments); write the keys to change, "
+                          "e.g. 'trainer: {max_epochs: 10}'")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of {what} keys at the top level, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
                 ) -> ExperimentConfig:
     """Load YAML (or defaults when ``path`` is None), apply overrides, validate; errors name the key."""
@@ -256,12 +316,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         source = str(p)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}:{where} invalid YAML ({getattr(err, 'problem', err)})") from None
+        raw = load_yaml_file(p)
     cfg = config_from_dict(copy.deepcopy(raw), source)
     if overrides:
         items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)

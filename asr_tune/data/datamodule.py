@@ -1,33 +1,45 @@
-"""Dataset, length-bucketed batching and the ``LightningDataModule``.
+"""Datasets and the ``LightningDataModule``: cached log-mel features for training, waveforms for inference.
 
 Audio is validated once (header read with soundfile) before training starts; bad utterances raise a
 ``DataError`` naming the file, or are skipped and counted when ``data.skip_bad_utterances`` is set.
-Batches: ``wav (B, samples)``, ``wav_lens (B,)``, ``targets (B, L)``, ``target_lens (B,)``, ``texts``.
+
+- ``FeatureDataset`` (train/dev): log mel power from the on-disk cache (``cache.py``; computed on the
+  fly when ``features.cache`` is off) -> speed factor / VTLP / noise / reverberation (train items the
+  sampler marks for augmentation) -> per-utterance normalisation. Batches: ``feats (B, T, n_mels)``,
+  ``feat_lens (B,)``, ``targets (B, L)``, ``target_lens (B,)``, ``texts``, ``ids``.
+- ``SpeechDataset`` (inference, quantization): waveforms; batches ``wav (B, samples)``, ``wav_lens``.
+The training corpus may be a weighted mix of manifests (``data.train_mix``), see ``sampling.py``.
 """
 from __future__ import annotations
 
 import logging
-import math
-import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import lightning as L
+import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from asr_tune.config import DataConfig, FeatureConfig
 from asr_tune.data.audio import load_audio
+from asr_tune.data.augment import Augmenter
+from asr_tune.data.cache import FeatureStore, speed_waveform
+from asr_tune.data.features import LogMel
+from asr_tune.data.checks import check_all
 from asr_tune.data.manifest import Utterance, load_corpus
-from asr_tune.errors import DataError
+from asr_tune.data.sampling import BatchPlan, DurationBatchSampler, EpochBatchSampler, ItemKey
+from asr_tune.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from asr_tune.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+DECODE_BATCH_SECONDS = 60.0
+"""Audio seconds per batch when decoding for evaluation or quantization (``asr-tune evaluate
+--batch-seconds`` overrides it). Training batches use ``data.batch_seconds``."""
 
 
 def check_utterance(utt: Utterance, source_rate: int = 0) -> None:
@@ -48,17 +60,12 @@ def check_utterance(utt: Utterance, source_rate: int = 0) -> None:
 def validated_rows(source: str, cfg: DataConfig, split: str) -> list[Utterance]:
     """Load a manifest/LibriSpeech folder and check every file's header before training starts."""
     rows = load_corpus(source)
-    good, bad = [], []
-    for utt in rows:
-        try:
-            check_utterance(utt, cfg.source_sample_rate)
-        except DataError as err:
-            if not cfg.skip_bad_utterances:
-                raise
-            bad.append(str(err))
-            continue
-        if utt.duration <= cfg.max_duration:
-            good.append(utt)
+    decode = split in ("train", "dev") or split.startswith("train_mix")  # fully, before the first step
+    checked, bad = check_all(rows, cfg.source_sample_rate, decode)
+    if bad and not cfg.skip_bad_utterances:
+        more = f" (+{len(bad) - 1} more bad utterance(s))" if len(bad) > 1 else ""
+        raise DataError(f"{bad[0]}{more}; --skip-bad-utterances (data.skip_bad_utterances) skips them")
+    good = [utt for utt in checked if utt.duration <= cfg.max_duration]
     if bad:
         log.warning("%s: skipped %d bad utterance(s) (skip_bad_utterances); first: %s", split, len(bad), bad[0])
     if not good:
@@ -67,121 +74,112 @@ def validated_rows(source: str, cfg: DataConfig, split: str) -> list[Utterance]:
 
 
 class SpeechDataset(Dataset):
-    def __init__(self, rows: list[Utterance], tokenizer: "Tokenizer", sample_rate: int,
-                 features: FeatureConfig | None = None, train: bool = False, seed: int = 0) -> None:
+    """Waveforms of ``rows`` at ``sample_rate`` (inference and quantization; no augmentation)."""
+
+    def __init__(self, rows: list[Utterance], tokenizer: "Tokenizer", sample_rate: int) -> None:
         self.rows, self.tok, self.sr = rows, tokenizer, sample_rate
-        self.feat = features
-        self.train = train
-        self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _augment(self, wav: torch.Tensor) -> torch.Tensor:
-        assert self.feat is not None
-        if self.feat.speed_perturb:
-            factor = self.rng.choice(self.feat.speed_perturb)
-            if factor != 1.0:
-                wav = AF.resample(wav, int(self.sr * factor), self.sr)
-        if self.feat.noise_snr_db > 0 and self.rng.random() < 0.5:
-            power = wav.pow(2).mean().clamp_min(1e-8)
-            wav = wav + torch.randn_like(wav) * (power / 10 ** (self.feat.noise_snr_db / 10)).sqrt()
-        return wav
-
     def __getitem__(self, i: int) -> dict:
         utt = self.rows[i]
-        wav = load_audio(utt.audio_filepath, self.sr)
-        if self.train and self.feat is not None:
-            wav = self._augment(wav)
-        return {"wav": wav, "tokens": torch.tensor(self.tok.encode(utt.text), dtype=torch.long),
+        return {"wav": load_audio(utt.audio_filepath, self.sr),
+                "tokens": torch.tensor(self.tok.encode(utt.text), dtype=torch.long),
                 "text": utt.text, "id": utt.id}
 
 
 def collate(items: list[dict]) -> dict:
     wav_lens = torch.tensor([len(x["wav"]) for x in items])
-    tgt_lens = torch.tensor([len(x["tokens"]) for x in items])
     wav = torch.zeros(len(items), int(wav_lens.max()))
-    tgt = torch.zeros(len(items), max(int(tgt_lens.max()), 1), dtype=torch.long)
     for i, x in enumerate(items):
         wav[i, : len(x["wav"])] = x["wav"]
+    return {"wav": wav, "wav_lens": wav_lens, **_targets(items)}
+
+
+def _targets(items: list[dict]) -> dict:
+    tgt_lens = torch.tensor([len(x["tokens"]) for x in items])
+    tgt = torch.zeros(len(items), max(int(tgt_lens.max()), 1), dtype=torch.long)
+    for i, x in enumerate(items):
         tgt[i, : len(x["tokens"])] = x["tokens"]
-    return {"wav": wav, "wav_lens": wav_lens, "targets": tgt, "target_lens": tgt_lens,
-            "texts": [x["text"] for x in items], "ids": [x["id"] for x in items]}
+    return {"targets": tgt, "target_lens": tgt_lens, "texts": [x["text"] for x in items],
+            "ids": [x["id"] for x in items]}
 
 
-@dataclass
-class BatchPlan:
-    batch_seconds: float
-    batch_size: int
-    bucketing: bool
-    shuffle: bool
-    seed: int
+def collate_features(items: list[dict]) -> dict:
+    lens = torch.tensor([x["feats"].shape[0] for x in items])
+    feats = torch.zeros(len(items), int(lens.max()), items[0]["feats"].shape[1])
+    for i, x in enumerate(items):
+        feats[i, : x["feats"].shape[0]] = x["feats"]
+    return {"feats": feats, "feat_lens": lens, **_targets(items)}
 
 
-class DurationBatchSampler(Sampler[list[int]]):
-    """Batches of similar duration (bucketing) or random order, capped by seconds or count.
+class FeatureDataset(Dataset):
+    """Normalised log-mel features of ``rows`` (concatenated ``sources``), augmented when asked.
 
-    Under DDP each rank takes every ``world``-th batch, padded so all ranks run the same number of
-    steps; the epoch (set by Lightning through ``set_epoch``) reseeds the shuffle.
+    ``sources`` lists ``(first_row, n_rows)`` per corpus so that each corpus has its own cache
+    entries; indexed by ``int`` (no augmentation) or by the sampler's ``ItemKey``.
     """
 
-    def __init__(self, durations: list[float], plan: BatchPlan) -> None:
-        self.durations, self.plan, self.epoch = durations, plan, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[list[int]]:
-        rng = random.Random(self.plan.seed + self.epoch)
-        order = list(range(len(self.durations)))
-        if self.plan.bucketing:
-            order.sort(key=lambda i: self.durations[i])
-        elif self.plan.shuffle:
-            rng.shuffle(order)
-        batches, cur, longest = [], [], 0.0
-        for i in order:
-            longest_new = max(longest, self.durations[i])
-            full = (len(cur) >= self.plan.batch_size) if self.plan.batch_size else \
-                (cur and longest_new * (len(cur) + 1) > self.plan.batch_seconds)
-            if full:
-                batches.append(cur)
-                cur, longest_new = [], self.durations[i]
-            cur.append(i)
-            longest = longest_new
-        if cur:
-            batches.append(cur)
-        if self.plan.shuffle:
-            rng.shuffle(batches)
-        return batches
-
-    def _rank_world(self) -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        rank, world = self._rank_world()
-        if world > 1:
-            per_rank = math.ceil(len(batches) / world)
-            batches = (batches * (1 + world))[: per_rank * world]
-            batches = batches[rank::world]
-        return iter(batches)
+    def __init__(self, rows: list[Utterance], sources: list[tuple[int, int]], tokenizer: "Tokenizer",
+                 features: FeatureConfig, sample_rate: int, train: bool = False, seed: int = 0) -> None:
+        self.rows, self.sources, self.tok, self.cfg, self.sr = rows, sources, tokenizer, features, sample_rate
+        self.seed, self.train = seed, train
+        self.speeds = sorted(set(features.speed_perturb) | {1.0}) if train else [1.0]
+        self.mel = LogMel(features, sample_rate)
+        self.augment = Augmenter(features, sample_rate)
+        self.stores: dict[tuple[int, float], FeatureStore] = {}
+        if features.cache:
+            for s, (first, n) in enumerate(sources):
+                for speed in self.speeds:
+                    self.stores[(s, speed)] = FeatureStore.open(rows[first: first + n], features,
+                                                                sample_rate, speed)
 
     def __len__(self) -> int:
-        _, world = self._rank_world()
-        return math.ceil(len(self._batches()) / world)
+        return len(self.rows)
+
+    def _log_power(self, i: int, speed: float) -> torch.Tensor:
+        if self.stores:
+            s = max(k for k, (first, _) in enumerate(self.sources) if first <= i)
+            return self.stores[(s, speed)].get(i - self.sources[s][0])
+        wav = speed_waveform(load_audio(self.rows[i].audio_filepath, self.sr), self.sr, speed)
+        with torch.inference_mode():
+            logp, flen = self.mel.log_power(wav[None], torch.tensor([wav.numel()]))
+        return logp[0, : int(flen[0])].clone()
+
+    def __getitem__(self, key: int | ItemKey) -> dict:
+        i, aug = (key, False) if isinstance(key, int) else (key.row, key.augment and self.train)
+        speed = 1.0
+        if aug:
+            rng = np.random.default_rng([self.seed, key.epoch, key.position, i])
+            speed = float(rng.choice(self.speeds))
+        logp = self._log_power(i, speed)
+        if aug and self.augment.active:
+            logp = self.augment(logp, rng)
+        n = torch.tensor([logp.shape[0]])
+        utt = self.rows[i]
+        return {"feats": self.mel.finish(logp[None], n)[0],
+                "tokens": torch.tensor(self.tok.encode(utt.text), dtype=torch.long),
+                "text": utt.text, "id": utt.id}
 
 
 class ASRDataModule(L.LightningDataModule):
-    """Train/dev/test loaders from the data config; the tokenizer is built by the caller."""
+    """Train/dev/test loaders from the data config; the tokenizer is built by the caller.
+
+    ``train_rows`` / ``mix_rows`` (one list per ``data.train_mix`` entry) and ``dev_rows`` may be
+    given already validated; otherwise they are read and validated here.
+    """
 
     def __init__(self, cfg: DataConfig, features: FeatureConfig, tokenizer: "Tokenizer", seed: int = 0,
                  train_rows: list[Utterance] | None = None, dev_rows: list[Utterance] | None = None,
-                 test_rows: list[Utterance] | None = None) -> None:
+                 test_rows: list[Utterance] | None = None, mix_rows: list[list[Utterance]] | None = None,
+                 clean_batches: int = 0) -> None:
         super().__init__()
         self.cfg, self.features, self.tok, self.seed = cfg, features, tokenizer, seed
         self.rows = {"train": train_rows, "dev": dev_rows, "test": test_rows}
+        self.mix_rows = mix_rows
+        self.clean_batches = clean_batches
+        self._datasets: dict[str, FeatureDataset] = {}
 
     def split_rows(self, split: str) -> list[Utterance]:
         if self.rows[split] is None:
@@ -190,19 +188,54 @@ class ASRDataModule(L.LightningDataModule):
                 self.rows[split] = self.rows[split][: self.cfg.limit_train]
         return self.rows[split]  # type: ignore[return-value]
 
-    def loader(self, split: str, train: bool = False) -> DataLoader:
-        rows = self.split_rows(split)
-        plan = BatchPlan(self.cfg.batch_seconds, self.cfg.batch_size, self.cfg.bucketing, train, self.seed)
-        ds = SpeechDataset(rows, self.tok, self.cfg.sample_rate, self.features, train, self.seed)
-        return DataLoader(ds, batch_sampler=DurationBatchSampler([r.duration for r in rows], plan),
-                          collate_fn=collate, num_workers=self.cfg.num_workers,
-                          pin_memory=self.cfg.pin_memory, persistent_workers=self.cfg.num_workers > 0)
+    def mixes(self) -> list[list[Utterance]]:
+        if self.mix_rows is None:
+            self.mix_rows = mix_rows(self.cfg)
+        return self.mix_rows
+
+    def plan(self, train: bool) -> BatchPlan:
+        return BatchPlan(self.cfg.batch_seconds, self.cfg.batch_size, self.cfg.bucketing, train, self.seed)
+
+    def dataset(self, split: str) -> FeatureDataset:
+        """Built once per split (opening the feature cache, building missing entries)."""
+        if split not in self._datasets:
+            groups = [self.split_rows(split)] + (self.mixes() if split == "train" else [])
+            rows = [u for g in groups for u in g]
+            firsts = np.cumsum([0] + [len(g) for g in groups[:-1]]).tolist()
+            self._datasets[split] = FeatureDataset(rows, list(zip(firsts, map(len, groups))), self.tok,
+                                                   self.features, self.cfg.sample_rate, split == "train",
+                                                   self.seed)
+        return self._datasets[split]
+
+    def train_sampler(self) -> EpochBatchSampler:
+        ds = self.dataset("train")
+        n_main = ds.sources[0][1]
+        draws = [n_main] + [max(1, round(n_main * m.weight / self.cfg.train_weight)) for m in self.cfg.train_mix]
+        sources = [(first, n, d) for (first, n), d in zip(ds.sources, draws)]
+        return EpochBatchSampler([r.duration for r in ds.rows], self.plan(True), sources, self.clean_batches)
+
+    def _loader(self, ds: Dataset, sampler: DurationBatchSampler) -> DataLoader:
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_features,
+                          num_workers=self.cfg.num_workers, pin_memory=self.cfg.pin_memory,
+                          persistent_workers=self.cfg.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", train=True)
+        return self._loader(self.dataset("train"), self.train_sampler())
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("dev")
+        ds = self.dataset("dev")
+        return self._loader(ds, DurationBatchSampler([r.duration for r in ds.rows], self.plan(False)))
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        ds = self.dataset("test")
+        return self._loader(ds, DurationBatchSampler([r.duration for r in ds.rows], self.plan(False)))
+
+
+def mix_rows(cfg: DataConfig) -> list[list[Utterance]]:
+    """Validated rows of every ``data.train_mix`` corpus; a missing one is an error naming it."""
+    out = []
+    for k, m in enumerate(cfg.train_mix):
+        if not Path(m.path).exists():
+            raise ConfigError(f"data.train_mix[{k}].path: {m.path} not found")
+        out.append(validated_rows(m.path, cfg, f"train_mix[{k}]"))
+    return out

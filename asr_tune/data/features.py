@@ -28,17 +28,25 @@ class LogMel(nn.Module):
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths, self.hop, rounding_mode="floor") + 1
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_power(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log mel power ``(B, T, n_mels)`` before normalisation (what the feature cache stores)."""
         with torch.autocast(device_type=wav.device.type, enabled=False):
             feats = self.mel(wav.float()).clamp_min(1e-10).log().transpose(1, 2)  # (B, T, F)
-        flen = self.frame_lengths(lengths).clamp_max(feats.shape[1])
+        return feats, self.frame_lengths(lengths).clamp_max(feats.shape[1])
+
+    def finish(self, feats: torch.Tensor, flen: torch.Tensor) -> torch.Tensor:
+        """Per-utterance mean/variance normalisation over the valid frames; padding set to 0."""
         mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < flen[:, None]).unsqueeze(-1)
         if self.normalize:
             n = flen.clamp_min(1).to(feats.dtype)[:, None, None]
             mean = (feats * mask).sum(1, keepdim=True) / n
             var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
             feats = (feats - mean) / (var + 1e-5).sqrt()
-        return feats * mask, flen
+        return feats * mask
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, flen = self.log_power(wav, lengths)
+        return self.finish(feats, flen), flen
 
 
 class SpecAugment(nn.Module):

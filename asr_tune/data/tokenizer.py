@@ -1,4 +1,4 @@
-"""Tokenizers: SentencePiece (trained on the train transcripts) and a character fallback.
+"""Tokenizers: words (small closed vocabularies), characters, or SentencePiece, from the train texts.
 
 Id 0 is always the CTC blank. A tokenizer serialises to a small dict (``state()``) that travels
 inside every checkpoint, so a checkpoint alone is enough to decode.
@@ -45,6 +45,32 @@ class CharTokenizer:
         return {"kind": "char", "chars": self.chars}
 
 
+class WordTokenizer:
+    """One CTC token per word of the training transcripts (e.g. the ten digit words).
+
+    Words never seen in training cannot be emitted: ``encode`` drops them, so such an utterance
+    scores their deletions (the warning is the data layer's job).
+    """
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = list(words)
+        self.index = {w: i + 1 for i, w in enumerate(self.words)}
+        self.vocab_size = len(self.words) + 1
+
+    @classmethod
+    def train(cls, texts: Iterable[str]) -> "WordTokenizer":
+        return cls(sorted({w for t in texts for w in t.split()}))
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index[w] for w in text.split() if w in self.index]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.words[i - 1] for i in ids if 0 < i <= len(self.words))
+
+    def state(self) -> dict:
+        return {"kind": "word", "words": self.words}
+
+
 class SentencePieceTokenizer:
     """SentencePiece unigram/BPE; piece ``k`` maps to CTC id ``k + 1``."""
 
@@ -84,12 +110,16 @@ class SentencePieceTokenizer:
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     if cfg.kind == "char":
         return CharTokenizer.train(texts)
+    if cfg.kind == "word":
+        return WordTokenizer.train(texts)
     return SentencePieceTokenizer.train(texts, cfg)
 
 
 def tokenizer_from_state(state: dict) -> Tokenizer:
     if state.get("kind") == "char":
         return CharTokenizer(state["chars"])
+    if state.get("kind") == "word":
+        return WordTokenizer(state["words"])
     if state.get("kind") == "sentencepiece":
         return SentencePieceTokenizer(base64.b64decode(state["model_proto"]))
     raise ConfigError(f"unknown tokenizer state kind {state.get('kind')!r}")

@@ -48,7 +48,7 @@ class ConformerCTC(nn.Module):
 
     def __init__(self, cfg: ModelConfig, n_mels: int, vocab_size: int) -> None:
         super().__init__()
-        self.subsampling = ConvSubsampling(n_mels, cfg.d_model, cfg.subsampling)
+        self.subsampling = ConvSubsampling(n_mels, cfg.d_model, cfg.subsampling, cfg.subsampling_channels or None)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = Conformer(
             input_dim=cfg.d_model, num_heads=cfg.num_heads, ffn_dim=cfg.d_model * cfg.ffn_mult,

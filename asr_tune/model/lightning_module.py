@@ -28,6 +28,16 @@ CKPT_VERSION = 1
 DECAY_GROUP, NO_DECAY_GROUP = "decay", "no_decay"  # optimiser parameter groups
 
 
+ONECYCLE_PCT_START = (0.01, 0.9)
+"""``onecycle``: OneCycleLR's warm-up share is ``optim.warmup_steps`` / total steps, clamped into
+this range (it must lie in (0, 1); near 1 no step would be left to anneal)."""
+
+
+def onecycle_pct_start(warmup_steps: int, total_steps: int) -> float:
+    low, high = ONECYCLE_PCT_START
+    return warmup_steps / max(total_steps, 1)
+
+
 def lr_lambda(cfg: OptimConfig, total_steps: int, d_model: int):
     """Multiplier on the base lr at optimiser step ``s`` for the configured schedule."""
     warm = max(cfg.warmup_steps, 1)
@@ -61,8 +71,15 @@ class ASRModule(L.LightningModule):
 
     # ---- inference -------------------------------------------------------------------------------
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms ``(B, samples)`` -> CTC log-probs ``(B, T', vocab)`` and lengths (inference path)."""
         feats, flen = self.features(wav, wav_lens)
-        return self.model(self.specaug(feats), flen)
+        return self.from_features(feats, flen)
+
+    def from_features(self, feats: torch.Tensor, flen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised log-mels ``(B, T, n_mels)`` (what the data module yields) -> log-probs, lengths."""
+        if self.training and self.global_step >= self.cfg.trainer.clean_steps:
+            feats = self.specaug(feats)
+        return self.model(feats, flen)
 
     def transcribe(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
         log_probs, out_len = self(wav, wav_lens)
@@ -70,12 +87,27 @@ class ASRModule(L.LightningModule):
 
     # ---- training --------------------------------------------------------------------------------
     def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        log_probs, out_len = self(batch["wav"], batch["wav_lens"])
+        if "feats" in batch:
+            log_probs, out_len = self.from_features(batch["feats"], batch["feat_lens"])
+        else:
+            log_probs, out_len = self(batch["wav"], batch["wav_lens"])
         loss = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_len, batch["target_lens"],
                           blank=BLANK, reduction="mean", zero_infinity=True)
         return loss, log_probs, out_len
 
+    def _set_dropout(self, clean: bool) -> None:
+        """No dropout during ``trainer.clean_steps`` (the configured rates otherwise)."""
+        if clean == getattr(self, "_clean", False):
+            return
+        self._clean = clean
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0 if clean else self.cfg.model.dropout
+            elif isinstance(m, torch.nn.MultiheadAttention):
+                m.dropout = 0.0 if clean else self.cfg.model.dropout
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._set_dropout(self.global_step < self.cfg.trainer.clean_steps)
         loss, _, _ = self._loss(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
         return loss
@@ -120,7 +152,7 @@ class ASRModule(L.LightningModule):
         if o.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=o.lr, total_steps=max(total, 2),
-                pct_start=min(max(o.warmup_steps / max(total, 1), 0.01), 0.9))
+                pct_start=onecycle_pct_start(o.warmup_steps, total))
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(o, total, self.cfg.model.d_model))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

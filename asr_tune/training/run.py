@@ -22,7 +22,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from asr_tune.config import ExperimentConfig
 from asr_tune.errors import ConfigError
-from asr_tune.data.datamodule import ASRDataModule, validated_rows
+from asr_tune.data.datamodule import ASRDataModule, mix_rows, validated_rows
+from asr_tune.data.datamodule import DECODE_BATCH_SECONDS
 from asr_tune.data.manifest import Utterance
 from asr_tune.model.decoding import WERStats, wer_stats
 from asr_tune.model.lightning_module import ASRModule, load_asr_checkpoint
@@ -54,10 +55,25 @@ def resolve_precision(cfg: ExperimentConfig, accelerator: str) -> str:
     return "32-true"  # bf16 autocast is slower than fp32 on CPUs without bf16 units (see benchmarks)
 
 
+_said_cpu_fallback = False
+
+
 def resolve_accelerator(cfg: ExperimentConfig) -> str:
+    """``auto`` follows ``torch.cuda.is_available()``, not the GPUs Ray declared for the process: a
+    trial on a node whose declared GPUs have no CUDA device trains on CPU (said once per process)."""
+    global _said_cpu_fallback
     acc = cfg.trainer.accelerator
     if acc == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "gpu"
+        if cfg.resources.gpus_per_worker and not _said_cpu_fallback:
+            import os
+
+            _said_cpu_fallback = True
+            log.warning("resources.gpus_per_worker=%g but no CUDA device is visible here "
+                        "(CUDA_VISIBLE_DEVICES=%r): training on CPU", cfg.resources.gpus_per_worker,
+                        os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+        return "cpu"
     return "gpu" if acc == "cuda" else acc
 
 
@@ -66,19 +82,43 @@ class Prepared:
     module: ASRModule
     datamodule: ASRDataModule
     tokenizer: Tokenizer
+    report_every_batches: int = 0  # validate + report every N training batches (0 = each epoch)
+
+    def loop_kwargs(self) -> dict[str, Any]:
+        """Trainer arguments for the report interval (Lightning counts it in training batches)."""
+        if not self.report_every_batches:
+            return {}
+        return {"val_check_interval": self.report_every_batches, "check_val_every_n_epoch": None}
 
 
-def prepare(cfg: ExperimentConfig) -> Prepared:
-    """Validate data, train the tokenizer on the train transcripts, build module + datamodule."""
+def report_interval(cfg: ExperimentConfig, dm: ASRDataModule) -> int:
+    """Training batches between reports: ``report_every_steps`` optimizer steps, or the batches that
+    hold ``report_every_audio_s`` seconds of training audio (so one report means the same amount of
+    training whatever the corpus size); 0 = once per epoch."""
+    t = cfg.trainer
+    if t.report_every_steps:
+        return t.report_every_steps * cfg.optim.grad_accum
+    if t.report_every_audio_s:
+        audio_s, n_batches = dm.train_sampler().epoch_audio_s()
+        return max(1, round(t.report_every_audio_s / (audio_s / max(n_batches, 1))))
+    return 0
+
+
+def prepare(cfg: ExperimentConfig, tokenizer: Tokenizer | None = None) -> Prepared:
+    """Validate data, train the tokenizer on the train transcripts (main corpus and mix), open the
+    feature cache (building missing entries), build module + datamodule."""
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     ensure_corpus(cfg)
     rows = {s: validated_rows(getattr(cfg.data, s), cfg.data, s) for s in ("train", "dev")}
     if cfg.data.limit_train:
         rows["train"] = rows["train"][: cfg.data.limit_train]
-    tok = train_tokenizer([u.text for u in rows["train"]], cfg.tokenizer)
-    dm = ASRDataModule(cfg.data, cfg.features, tok, cfg.trainer.seed, rows["train"], rows["dev"])
-    return Prepared(ASRModule(cfg, tok), dm, tok)
+    mixes = mix_rows(cfg.data)
+    tok = tokenizer or train_tokenizer([u.text for g in [rows["train"], *mixes] for u in g], cfg.tokenizer)
+    dm = ASRDataModule(cfg.data, cfg.features, tok, cfg.trainer.seed, rows["train"], rows["dev"],
+                       mix_rows=mixes, clean_batches=cfg.trainer.clean_steps * cfg.optim.grad_accum)
+    dm.dataset("train"), dm.dataset("dev")  # build/validate the feature cache before the first step
+    return Prepared(ASRModule(cfg, tok), dm, tok, report_interval(cfg, dm))
 
 
 def make_trainer(cfg: ExperimentConfig, callbacks: list[Callback], out_dir: Path, **overrides: Any
@@ -97,12 +137,15 @@ def make_trainer(cfg: ExperimentConfig, callbacks: list[Callback], out_dir: Path
 
 
 def standard_callbacks(cfg: ExperimentConfig, ckpt_dir: Path | None) -> list[Callback]:
+    """Best/last checkpoints (when ``ckpt_dir``) and early stopping, both on ``search.metric`` /
+    ``search.mode`` (``val_wer``, ``min`` by default): the metric a search ranks trials by."""
+    metric, mode = cfg.search.metric, cfg.search.mode
     cbs: list[Callback] = []
     if ckpt_dir is not None:
-        cbs.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val_wer", mode="min",
+        cbs.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=metric, mode=mode,
                                    save_top_k=1, save_last=True, enable_version_counter=False))
     if cfg.trainer.early_stopping_patience:
-        cbs.append(EarlyStopping(monitor="val_wer", mode="min", patience=cfg.trainer.early_stopping_patience))
+        cbs.append(EarlyStopping(monitor=metric, mode=mode, patience=cfg.trainer.early_stopping_patience))
     return cbs
 
 
@@ -114,6 +157,8 @@ class TrainResult:
     epochs: int
     wall_s: float
     n_params: int
+    metric: str = "val_wer"  # what picked the best checkpoint (search.metric)
+    best_score: float = float("nan")  # its best value; best_val_wer is NaN unless metric is val_wer
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,13 +200,14 @@ def _train_into(out: Path, cfg: ExperimentConfig, evaluate_test: bool) -> TrainR
     prep = prepare(cfg)
     cfg.dump_yaml(out / "config.yaml")
     ckpt_cb_dir = out / "checkpoints"
-    trainer = make_trainer(cfg, standard_callbacks(cfg, ckpt_cb_dir), out)
+    trainer = make_trainer(cfg, standard_callbacks(cfg, ckpt_cb_dir), out, **prep.loop_kwargs())
     trainer.fit(prep.module, datamodule=prep.datamodule)
     ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
     best = ckpt.best_model_path or ckpt.last_model_path
-    result = TrainResult(best, float("nan" if ckpt.best_model_score is None else ckpt.best_model_score), None,
+    score = float("nan" if ckpt.best_model_score is None else ckpt.best_model_score)
+    result = TrainResult(best, score if ckpt.monitor == "val_wer" else float("nan"), None,
                          trainer.current_epoch, 0.0,
-                         sum(p.numel() for p in prep.module.model.parameters()))
+                         sum(p.numel() for p in prep.module.model.parameters()), ckpt.monitor, score)
     if evaluate_test:
         result.test = evaluate(best, cfg.data.test, out_json=out / "test_wer.json").to_dict()
     result.wall_s = time.perf_counter() - start
@@ -170,7 +216,7 @@ def _train_into(out: Path, cfg: ExperimentConfig, evaluate_test: bool) -> TrainR
 
 
 @torch.inference_mode()
-def transcribe_rows(module: ASRModule, rows: list[Utterance], batch_seconds: float = 60.0,
+def transcribe_rows(module: ASRModule, rows: list[Utterance], batch_seconds: float = DECODE_BATCH_SECONDS,
                     device: str | None = None) -> list[str]:
     """Greedy transcripts of ``rows`` in their original order (bucketed by duration)."""
     from asr_tune.data.datamodule import BatchPlan, DurationBatchSampler, SpeechDataset, collate
@@ -189,7 +235,7 @@ def transcribe_rows(module: ASRModule, rows: list[Utterance], batch_seconds: flo
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, out_json: str | Path | None = None,
-             batch_seconds: float = 60.0, skip_bad_utterances: bool = False) -> WERStats:
+             batch_seconds: float = DECODE_BATCH_SECONDS, skip_bad_utterances: bool = False) -> WERStats:
     """WER of a float checkpoint on a manifest or LibriSpeech folder (float or int8, chosen by what
     the path holds: :func:`asr_tune.scoring.evaluate`)."""
     return evaluate_module(load_asr_checkpoint(checkpoint), checkpoint, data, out_json, batch_seconds,
@@ -197,7 +243,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, out_json: str | Path | No
 
 
 def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
-                    out_json: str | Path | None = None, batch_seconds: float = 60.0,
+                    out_json: str | Path | None = None, batch_seconds: float = DECODE_BATCH_SECONDS,
                     skip_bad_utterances: bool = False) -> WERStats:
     """WER of a loaded model (an ``ASRModule``, or an int8 model with the same ``cfg``, ``tok``,
     ``transcribe``) on a manifest or LibriSpeech folder; ``checkpoint`` is recorded in ``out_json``."""

@@ -4,8 +4,10 @@
 - a restored trial (paused by BOHB/Hyperband, exploited by PBT, retried after a failure) loads
   weights + optimiser + epoch from the Tune checkpoint; hyperparameters always come from the trial
   config (see ``ASRModule.on_load_checkpoint``);
-- every epoch reports ``val_wer``, ``val_loss``, ``epoch`` and a checkpoint, so
-  ``training_iteration`` == epoch.
+- every validation reports ``val_wer``, ``val_loss``, ``epoch`` (fractional) and a checkpoint:
+  once per epoch, or every ``trainer.report_every_steps`` optimizer steps / ``report_every_audio_s``
+  seconds of training audio, so ``training_iteration`` counts a fixed amount of training whatever
+  the corpus size and ASHA/Hyperband rungs and PBT intervals mean the same across tasks.
 
 Single-worker trials run Lightning in the Tune function. Multi-worker (DDP/FSDP) trials launch a Ray
 Train ``TorchTrainer`` (Train V2) from the Tune function; rank reports travel back through a queue and
@@ -36,17 +38,20 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> ExperimentCon
 
 
 class EpochReporter(Callback):
-    """Save a full Lightning checkpoint and report metrics once per training epoch (after val)."""
+    """Save a full Lightning checkpoint and report metrics after every validation run: once per
+    epoch, or every ``trainer.report_every_steps`` / ``report_every_audio_s`` when those are set."""
 
     def __init__(self, report: ReportFn, extra: dict[str, float] | None = None) -> None:
         self.report, self.extra = report, extra or {}
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         m = trainer.callback_metrics
         metrics = {k: float(m[k]) for k in ("val_wer", "val_loss", "train_loss", "val_utts", "val_utts_local") if k in m}
-        metrics.update(epoch=trainer.current_epoch + 1, global_step=trainer.global_step,
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        epoch = trainer.current_epoch + min(done / max(trainer.num_training_batches, 1), 1.0)
+        metrics.update(epoch=round(epoch, 4), global_step=trainer.global_step,
                        lr=float(trainer.optimizers[0].param_groups[0]["lr"]), **self.extra)
         with tempfile.TemporaryDirectory(prefix="asr_tune_ckpt_") as tmp:
             trainer.save_checkpoint(os.path.join(tmp, CKPT_FILE))  # collective under DDP
@@ -54,7 +59,6 @@ class EpochReporter(Callback):
 
 
 def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trainer_kw: Any) -> None:
-    from asr_tune.model.lightning_module import ASRModule
     from asr_tune.model.safe_load import allowed_globals, load_checkpoint_file
     from asr_tune.data.tokenizer import tokenizer_from_state
     from asr_tune.training.run import make_trainer, prepare, standard_callbacks
@@ -63,18 +67,14 @@ def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trai
     ckpt_path = os.path.join(resume_dir, CKPT_FILE) if resume_dir else None
     # weights_only: no code from the checkpoint runs; read before any data work so a foreign file fails fast
     meta = (load_checkpoint_file(ckpt_path).get("asr_tune") or {}) if ckpt_path else {}
-    prep = prepare(cfg)
+    # decode with the tokenizer the restored weights were trained with
+    prep = prepare(cfg, tokenizer_from_state(meta["tokenizer"]) if meta.get("tokenizer") else None)
     module = prep.module
-    if ckpt_path:  # decode with the tokenizer the restored weights were trained with
-        if meta.get("tokenizer"):
-            tok = tokenizer_from_state(meta["tokenizer"])
-            module = ASRModule(cfg, tok)
-            prep.datamodule.tok = tok
     callbacks = standard_callbacks(cfg, None) + [EpochReporter(report, {"n_params": float(
         sum(p.numel() for p in module.model.parameters()))})]
     out = Path(tempfile.mkdtemp(prefix="asr_tune_trial_"))
     trainer = make_trainer(cfg, callbacks, out, enable_checkpointing=False, enable_progress_bar=False,
-                           **trainer_kw)
+                           **prep.loop_kwargs(), **trainer_kw)
     with allowed_globals():  # Lightning's restore reads the same file weights-only too
         trainer.fit(module, datamodule=prep.datamodule, ckpt_path=ckpt_path, weights_only=True)
 
@@ -94,10 +94,20 @@ def run_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
     ckpt = tune.get_checkpoint()
     if cfg.resources.strategy != "single":
         return _run_multi_worker(cfg, ckpt)
+    report = _placed(_tune_report, cfg)
     if ckpt is None:
-        return _fit(cfg, _tune_report, None)
+        return _fit(cfg, report, None)
     with ckpt.as_directory() as d:
-        _fit(cfg, _tune_report, d)
+        _fit(cfg, report, d)
+
+
+def _placed(report: ReportFn, cfg: ExperimentConfig) -> ReportFn:
+    """``report`` plus where this process runs (node id, GPU ids, accelerator) in every result."""
+    from asr_tune.training.run import resolve_accelerator
+    from asr_tune.tuning.placement import where_am_i
+
+    here = where_am_i(resolve_accelerator(cfg))
+    return lambda metrics, ckpt_dir: report({**metrics, **here}, ckpt_dir)
 
 
 # ---- multi worker (DDP / FSDP through Ray Train) -------------------------------------------------
@@ -116,10 +126,11 @@ def _worker_loop(loop_cfg: dict[str, Any]) -> None:
     strategy = RayFSDPStrategy() if cfg.resources.strategy == "fsdp" else RayDDPStrategy()
     kw = dict(strategy=strategy, plugins=[RayLightningEnvironment()], devices="auto")
     ckpt = ray.train.get_checkpoint() or loop_cfg.get("resume")  # worker retry first, then Tune's
+    report = _placed(_train_report, cfg)
     if ckpt is None:
-        return _fit(cfg, _train_report, None, **kw)
+        return _fit(cfg, report, None, **kw)
     with ckpt.as_directory() as d:
-        _fit(cfg, _train_report, d, **kw)
+        _fit(cfg, report, d, **kw)
 
 
 def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
@@ -140,7 +151,9 @@ def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
             self.q = q
 
         def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
-            self.q.put({"metrics": dict(metrics[0]), "checkpoint": checkpoint})
+            from asr_tune.tuning.placement import merge_ranks
+
+            self.q.put({"metrics": {**metrics[0], **merge_ranks(metrics)}, "checkpoint": checkpoint})
 
     ctx = tune.get_context()
     trainer = TorchTrainer(
