@@ -42,8 +42,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     result = train(cfg, evaluate_test=not args.no_test)
-    print(f"best val WER {result.best_val_wer:.2f}% after {result.epochs} epochs "
-          f"({result.n_params / 1e6:.2f}M params, {result.wall_s:.0f} s)")
+    best = (f"best val WER {result.best_val_wer:.2f}%" if result.metric == "val_wer"
+            else f"best {result.metric} {result.best_score:.4f}")
+    print(f"{best} after {result.epochs} epochs ({result.n_params / 1e6:.2f}M params, {result.wall_s:.0f} s)")
     if result.test:
         print(f"test WER {result.test['wer']:.2f}% on {result.test['n_utts']} utterances "
               f"({cfg.data.test})")
