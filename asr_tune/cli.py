@@ -55,8 +55,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from asr_tune.scoring import evaluate
 
-    stats = evaluate(args.checkpoint, args.data, out_json=args.out, batch_seconds=args.batch_seconds,
-                     skip_bad_utterances=args.skip_bad_utterances)
+    kwargs = {} if args.batch_seconds is None else {"batch_seconds": args.batch_seconds}
+    stats = evaluate(args.checkpoint, args.data, out_json=args.out,
+                     skip_bad_utterances=args.skip_bad_utterances, **kwargs)
     print(f"WER {stats.wer:.2f}%  (S={stats.substitutions} D={stats.deletions} I={stats.insertions} "
           f"N={stats.n_words}, {stats.n_utts} utterances)")
     if args.out:
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("--data", required=True, help="JSONL manifest or LibriSpeech-layout folder")
     e.add_argument("--out", help="write WER details as JSON here")
-    e.add_argument("--batch-seconds", type=float, default=60.0)
+    e.add_argument("--batch-seconds", type=float, default=None,
+                   help="audio seconds per decoding batch (default: DECODE_BATCH_SECONDS, 60)")
     e.add_argument("--skip-bad-utterances", action="store_true")
     e.set_defaults(func=_cmd_evaluate)
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from asr_tune.data.datamodule import DECODE_BATCH_SECONDS
 from asr_tune.model.decoding import WERStats
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, out_json: str | Path | None = None,
-             batch_seconds: float = 60.0, skip_bad_utterances: bool = False) -> WERStats:
+             batch_seconds: float = DECODE_BATCH_SECONDS, skip_bad_utterances: bool = False) -> WERStats:
     """WER of a float checkpoint or an accepted int8 artefact on a manifest or LibriSpeech folder."""
     from asr_tune.model.lightning_module import load_asr_checkpoint
     from asr_tune.quant.artifact import is_quantized_artifact, load_quantized

@@ -254,14 +254,15 @@ def _eval_worker(ckpt: str, manifest: str, mode: str, repeats: int, threads: int
                  result_file: str) -> None:
     """In a fresh process: greedy decoding of ``manifest``; time and peak-memory growth."""
     torch.set_num_threads(threads)
-    from asr_tune.data.datamodule import BatchPlan, DurationBatchSampler, SpeechDataset, collate
+    from asr_tune.data.datamodule import (DECODE_BATCH_SECONDS, BatchPlan, DurationBatchSampler, SpeechDataset,
+                                          collate)
     from asr_tune.data.manifest import load_corpus
     from asr_tune.model.lightning_module import load_asr_checkpoint
 
     module = load_asr_checkpoint(ckpt).to(device).eval()
     rows = load_corpus(manifest)
     ds = SpeechDataset(rows, module.tok, module.cfg.data.sample_rate)
-    sampler = DurationBatchSampler([r.duration for r in rows], BatchPlan(60.0, 0, True, False, 0))
+    sampler = DurationBatchSampler([r.duration for r in rows], BatchPlan(DECODE_BATCH_SECONDS, 0, True, False, 0))
     batches = [collate([ds[i] for i in idx]) for idx in sampler]  # audio decoded before timing
     ctx: Callable[[], Any] = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
                               "inference_mode": torch.inference_mode}[mode]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from asr_tune.data.audio import load_audio
-from asr_tune.data.datamodule import BatchPlan, DurationBatchSampler, validated_rows
+from asr_tune.data.datamodule import DECODE_BATCH_SECONDS, BatchPlan, DurationBatchSampler, validated_rows
 from asr_tune.data.manifest import Utterance
 from asr_tune.errors import QuantizationError
 from asr_tune.quant.runtime import FeatBatch
@@ -43,7 +43,7 @@ def calibration_rows(source: str | Path, module, limit: int, seed: int = 0) -> l
 
 
 @torch.inference_mode()
-def feature_batches(module, rows: list[Utterance], batch_seconds: float = 60.0,
+def feature_batches(module, rows: list[Utterance], batch_seconds: float = DECODE_BATCH_SECONDS,
                     per_utterance: bool = False) -> list[FeatBatch]:
     """Padded log-mel batches (bucketed by duration), or one utterance per batch."""
     sr = module.cfg.data.sample_rate

@@ -28,6 +28,7 @@ import onnx
 import torch
 
 from asr_tune.config import QuantConfig
+from asr_tune.data.datamodule import DECODE_BATCH_SECONDS
 from asr_tune.errors import AsrTuneError, QuantizationError
 from asr_tune.model.decoding import wer_stats
 from asr_tune.quant import artifact as art
@@ -152,7 +153,7 @@ def _sizes(module, ckpt: Path, float_path: Path, int8_path: Path) -> dict:
 
 def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: QuantConfig | None = None,
              out_dir: str | Path | None = None, keep_float: list[str] | None = None, *,
-             sensitivity: bool = True, batch_seconds: float = 60.0) -> QuantReport:
+             sensitivity: bool = True, batch_seconds: float = DECODE_BATCH_SECONDS) -> QuantReport:
     """Quantize ``checkpoint`` to int8, gate it on WER over ``data``; see the module docstring.
 
     Returns the report whether or not the gate passed (``report.accepted``); bad inputs raise

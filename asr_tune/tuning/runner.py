@@ -200,6 +200,8 @@ def concurrency_cap(s: Any, cluster_cap: int) -> int:
 def _run_config(cfg: ExperimentConfig, storage_path: str, name: str):
     from ray import tune
 
+    from asr_tune.tuning.progress import CompactProgress
+
     return tune.RunConfig(
         name=name, storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
@@ -208,7 +210,7 @@ def _run_config(cfg: ExperimentConfig, storage_path: str, name: str):
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=None if cfg.search.searcher in ("pbt", "pb2") else 2,
             checkpoint_score_attribute=cfg.search.metric, checkpoint_score_order=cfg.search.mode),
-        verbose=1)
+        verbose=0, callbacks=[CompactProgress(cfg.search.metric, cfg.search.mode)])  # one line a report
 
 
 def _experiment_dir(storage_path: str, name: str) -> str:
