@@ -226,6 +226,8 @@ def _print_status(st: Any) -> None:
     elif st.experiment_note:
         table.add_row("trials", st.experiment_note)
     console.print(table)
+    if exp is not None and exp.trials:
+        console.print(_placement_table(exp.trials))
     if exp is not None and exp.errors:
         console.print("[bold red]failed trials:[/]")
         for err in exp.errors:
@@ -233,6 +235,20 @@ def _print_status(st: Any) -> None:
     if st.failure and not (exp and exp.errors):
         console.print("[bold red]job failed; last log lines:[/]")
         console.print(st.failure, markup=False, highlight=False)
+
+
+def _placement_table(trials: list[Any]) -> Any:
+    """Per trial: state, last epoch, the node and GPU ids of its last report, retries."""
+    from rich.table import Table
+
+    table = Table(title="trials", title_justify="left", box=None, pad_edge=False)
+    for col in ("trial", "status", "epoch", "node", "gpu ids", "CUDA_VISIBLE_DEVICES", "device", "retries"):
+        table.add_column(col, no_wrap=True)
+    for t in trials:
+        node = "/".join(n[:12] for n in t.node_id.split("/")) if t.node_id else "-"
+        table.add_row(t.trial, t.status, "-" if t.epoch is None else str(t.epoch), node, t.gpu_ids or "-",
+                      t.cuda_visible_devices or "-", t.accelerator or "-", str(t.retries))
+    return table
 
 
 def _console() -> Any:

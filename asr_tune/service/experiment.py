@@ -3,7 +3,8 @@
 :func:`read_experiment` reads the newest ``experiment_state-*.json`` Tune writes (trial status,
 per-trial metric min/max) and each trial dir's ``error.txt`` -- on the local disk or any pyarrow
 filesystem URI -- into an :class:`ExperimentSummary`: trial counts by state, the best metric so
-far, failing trials' errors (:class:`TrialError`).
+far, failing trials' errors (:class:`TrialError`), and per trial the node / GPU ids of its last
+report and its retry count (:class:`TrialPlace`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,20 @@ class TrialError:
 
 
 @dataclass
+class TrialPlace:
+    """Where a trial ran (its last report) and how often Tune retried it."""
+
+    trial: str
+    status: str
+    node_id: str = ""
+    gpu_ids: str = ""
+    cuda_visible_devices: str = ""
+    accelerator: str = ""
+    epoch: int | None = None
+    retries: int = 0
+
+
+@dataclass
 class ExperimentSummary:
     """State of the Tune experiment a job writes under ``<storage>/<name>``."""
 
@@ -33,6 +48,7 @@ class ExperimentSummary:
     best: float | None = None
     best_trial: str | None = None
     errors: list[TrialError] = field(default_factory=list)
+    trials: list[TrialPlace] = field(default_factory=list)
 
     @property
     def num_trials(self) -> int:
@@ -58,7 +74,18 @@ def read_experiment(path: str, metric: str = "val_wer", mode: str = "min") -> Ex
         _update_best(summary, trial, metric, mode)
     summary.counts = dict(sorted(counts.items()))
     summary.errors = _trial_errors(fs, trials)
+    summary.trials = [_place(t) for t in trials]
     return summary
+
+
+def _place(trial: dict[str, Any]) -> TrialPlace:
+    last = trial.get("last_result") or {}
+    epoch = last.get("epoch", last.get("training_iteration"))
+    return TrialPlace(trial["id"], trial["status"], str(last.get("ray_node_id") or ""),
+                      str(last.get("gpu_ids") or ""), str(last.get("cuda_visible_devices") or ""),
+                      str(last.get("accelerator") or ""),
+                      int(epoch) if isinstance(epoch, (int, float)) else None,
+                      int(trial.get("num_failures") or 0))
 
 
 def _trials_from_state(text: str) -> list[dict[str, Any]]:
@@ -69,7 +96,9 @@ def _trials_from_state(text: str) -> list[dict[str, Any]]:
         trials.append({"id": state.get("trial_id", "?"), "status": state.get("status", "UNKNOWN"),
                        "dir": state.get("relative_logdir") or "",
                        "analysis": (runtime or {}).get("metric_analysis") or {},
-                       "error_file": (runtime or {}).get("error_filename")})
+                       "error_file": (runtime or {}).get("error_filename"),
+                       "last_result": (runtime or {}).get("last_result") or {},
+                       "num_failures": (runtime or {}).get("num_failures") or 0})
     return trials
 
 
@@ -79,16 +108,18 @@ def _trials_from_dirs(fs: "_ExperimentFS", metric: str) -> list[dict[str, Any]]:
         files = fs.files(d)
         if "result.json" not in files and "params.json" not in files:
             continue
-        values = []
+        values, last = [], {}
         if "result.json" in files:
             for line in fs.read(f"{d}/result.json").splitlines():
                 with contextlib.suppress(ValueError, TypeError):
-                    v = json.loads(line).get(metric)
+                    last = json.loads(line)
+                    v = last.get(metric)
                     if isinstance(v, (int, float)):
                         values.append(float(v))
         analysis = {metric: {"min": min(values), "max": max(values)}} if values else {}
         trials.append({"id": d, "status": "ERROR" if "error.txt" in files else "REPORTED",
-                       "dir": d, "analysis": analysis, "error_file": "error.txt" if "error.txt" in files else None})
+                       "dir": d, "analysis": analysis, "error_file": "error.txt" if "error.txt" in files else None,
+                       "last_result": last if isinstance(last, dict) else {}})
     return trials
 
 

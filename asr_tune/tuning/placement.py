@@ -5,16 +5,23 @@ A single-worker trial reserves one bundle ``{CPU: c, GPU: g}`` through a ``Place
 A DDP/FSDP trial is a small Tune driver (``DRIVER_CPU``) that launches a ``TorchTrainer`` whose
 workers gang-schedule ``workers_per_trial`` bundles; concurrency is capped so every running trial's
 whole gang fits the cluster at once (no deadlock of half-placed gangs).
+
+Every trial report carries where it ran (:func:`where_am_i`): the Ray node id, the GPU ids Ray gave
+the process (``ray.get_gpu_ids()``), ``CUDA_VISIBLE_DEVICES`` and the accelerator actually used; a
+DDP/FSDP trial joins its ranks' values with ``/`` (:func:`merge_ranks`).
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from typing import Any
 
 from asr_tune.config import ResourceConfig
 from asr_tune.errors import SearchError
 
 DRIVER_CPU = 0.1  # the Tune function that drives a multi-worker TorchTrainer does no compute
+PLACEMENT_KEYS = ("ray_node_id", "gpu_ids", "cuda_visible_devices", "accelerator")
 
 
 @dataclass(frozen=True)
@@ -90,3 +97,50 @@ def scaling_config(res: ResourceConfig):
         per_worker["GPU"] = res.gpus_per_worker
     return ScalingConfig(num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
                          resources_per_worker=per_worker, placement_strategy="PACK")
+
+
+def where_am_i(accelerator: str) -> dict[str, str]:
+    """This process's placement and the accelerator it trains on, as strings (stored per result)."""
+    import ray
+
+    gpus = ray.get_gpu_ids()
+    return {"ray_node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": ",".join(str(g) for g in gpus),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "accelerator": accelerator}
+
+
+def merge_ranks(per_rank: list[dict]) -> dict[str, str]:
+    """One multi-worker report's placement: every rank's value, in rank order, joined by ``/``."""
+    return {k: "/".join(str(m.get(k, "")) for m in per_rank) for k in PLACEMENT_KEYS
+            if any(k in m for m in per_rank)}
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a CSV round trip turns "0" into 0.0
+    return str(value)
+
+
+def placement_columns(history: Any, last: dict, failures: int | None) -> dict[str, Any]:
+    """Results-table columns: the last report's node/GPU ids, every distinct ``node:gpus`` the trial
+    ran on in order (``a1b2c3d4:0>e5f6a7b8:1`` after a retry elsewhere), and its retry count."""
+    seq: list[str] = []
+    if history is not None and "ray_node_id" in history:
+        gpus = history["gpu_ids"] if "gpu_ids" in history else [""] * len(history)
+        for node, gpu in zip(history["ray_node_id"], gpus):
+            where = "/".join(n[:8] for n in _text(node).split("/")) + ":" + _text(gpu)
+            if where != ":" and (not seq or seq[-1] != where):
+                seq.append(where)
+    return {"node_id": _text(last.get("ray_node_id")), "gpu_ids": _text(last.get("gpu_ids")),
+            "cuda_visible_devices": _text(last.get("cuda_visible_devices")),
+            "accelerator": _text(last.get("accelerator")), "placements": ">".join(seq),
+            "retries": failures if failures is not None else 0}
+
+
+def trial_failures(grid: Any) -> dict[str, int]:
+    """Trial id -> how many times Tune retried it (``FailureConfig``), from the grid's trials."""
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    return {t.trial_id: int(t.run_metadata.num_failures) for t in trials}

@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 def trial_table(grid: Any, metric: str, mode: str, space: dict | None = None) -> pd.DataFrame:
     """One row per trial, sorted best first."""
     from asr_tune.tuning.folder import best_of, epochs_of
+    from asr_tune.tuning.placement import placement_columns, trial_failures
     from asr_tune.tuning.space import trial_overrides
 
-    rows = []
+    rows, failures = [], trial_failures(grid)
     for res in grid:
         hist = res.metrics_dataframe if res.metrics_dataframe is not None else pd.DataFrame()
         m = res.metrics or {}
@@ -44,6 +45,7 @@ def trial_table(grid: Any, metric: str, mode: str, space: dict | None = None) ->
             "config": json.dumps(overrides, sort_keys=True),
             "error": str(res.error).splitlines()[0][:300] if res.error else None,
             "path": res.path,
+            **placement_columns(hist, m, failures.get(m.get("trial_id") or Path(res.path).name)),
         })
     table = pd.DataFrame(rows)
     if not len(table):
