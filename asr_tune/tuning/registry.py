@@ -22,7 +22,8 @@ rl         ReinforceSearcher (REINFORCE controller) / FIFO   all but grid (yes)
 =========  ================================================  =============================
 
 PBT and PB2 also reject parameters that change weight shapes (``model.*`` except
-``model.dropout``, ``tokenizer.*``, ``features.n_mels``): a restored checkpoint cannot take them.
+``model.dropout``, ``tokenizer.*``, ``features.n_mels``): a restored checkpoint cannot take them;
+nor ``optim.optimizer``/``optim.schedule``, whose restored state belongs to the old value.
 bayesopt and pb2 model values linearly, so a loguniform parameter reaches them as
 ``<name>@log10`` (uniform in log10 space); :func:`asr_tune.tuning.space.trial_overrides` maps it
 back. Everything uses ``time_attr="training_iteration"``; the search's ``seed`` is passed wherever
@@ -78,6 +79,7 @@ ALL_TYPES = frozenset({"uniform", "loguniform", "quniform", "randint", "choice",
 NO_GRID = ALL_TYPES - {"grid"}
 MAX_BOHB_CATEGORIES = 256
 _SHAPE_SAFE = frozenset({"model.dropout"})
+MUTATION_UNSAFE_OPTIM = frozenset({"optim.optimizer", "optim.schedule"})  # PBT/PB2 may not mutate
 _SHAPE_PREFIXES = ("model.", "tokenizer.", "features.n_mels")
 
 
@@ -167,6 +169,13 @@ def check_compatible(name: str, space: Mapping[str, ParamSpec]) -> None:
             able = [n for n, i in _registry().items() if spec.type in i.param_types]
             raise SearchError(f"searcher '{name}' cannot take parameter '{pname}' of type "
                               f"'{spec.type}'; searchers that can: {', '.join(able)}")
+        if info.mutates and pname in MUTATION_UNSAFE_OPTIM:
+            able = [n for n, i in _registry().items() if not i.mutates
+                    and spec.type in i.param_types]
+            raise SearchError(f"searcher '{name}' cannot tune '{pname}': a restored checkpoint's "
+                              "optimiser/schedule state belongs to the old value (Adam moments "
+                              "into SGD fail, AdamW->Adam keeps decoupled decay); searchers that "
+                              f"can tune it: {', '.join(able)}")
         if info.mutates and changes_shapes(pname):
             able = [n for n, i in _registry().items() if not i.mutates
                     and spec.type in i.param_types]
