@@ -239,6 +239,8 @@ def resume(experiment_dir: str | Path, address: str | None = None) -> SearchResu
     from asr_tune.tuning.placement import trial_bundles
 
     exp_dir = str(experiment_dir)
+    if "://" not in exp_dir:  # pyarrow (Tune's storage) takes absolute local paths only
+        exp_dir = str(Path(exp_dir).expanduser().resolve())
     state_path = Path(exp_dir) / STATE_FILE
     if "://" not in exp_dir and not state_path.is_file():
         raise SearchError(f"{exp_dir}: not an asr-tune experiment (no {STATE_FILE})")

@@ -3,11 +3,12 @@ the export picks the best kept one, so best/checkpoint.ckpt evaluates to the rep
 
 The trainable reports four real checkpoints (a trained tiny model, and three noisy copies) whose
 val_wer is their real WER on a dev manifest; the best is the second report, so keeping "the latest
-two" would lose it.
+two" would lose it. The same experiment is then resumed by a relative path from another directory.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -15,10 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # a real Tune run + the session's tiny trained model (~1-2 min)
 BEST_REPORT = 1  # 0-based: the trained weights; the other reports are the same weights with noise
 
 
-def _reporting_trainable(config: dict, ckpt: str, dev: str) -> None:
+def run_trial(config: dict, ckpt: str, dev: str) -> None:
+    """Named like the real trial function, so ``resume`` (which passes the real one) can restore it."""
     from ray import tune
 
     from asr_tune.model.lightning_module import CKPT_KEY, CKPT_VERSION, load_asr_checkpoint
@@ -41,13 +44,14 @@ def _reporting_trainable(config: dict, ckpt: str, dev: str) -> None:
             tune.report({"val_wer": wer, "epoch": it + 1}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def test_best_dir_holds_the_best_reports_checkpoint(tmp_path: Path, tiny_trained: dict) -> None:
+def test_best_dir_holds_the_best_reports_checkpoint(tmp_path: Path, tiny_trained: dict,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
     import ray.cloudpickle
     from ray import tune
 
     from asr_tune.training.run import evaluate
-    from asr_tune.tuning.runner import _run_config, finish
+    from asr_tune.tuning.runner import _run_config, _write_state, finish, resume
 
     dev = tiny_trained["dev"]
     cfg = tiny_trained["cfg"].with_overrides({
@@ -56,14 +60,22 @@ def test_best_dir_holds_the_best_reports_checkpoint(tmp_path: Path, tiny_trained
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
-        tuner = tune.Tuner(tune.with_parameters(_reporting_trainable, ckpt=str(tiny_trained["ckpt"]), dev=str(dev)),
+        tuner = tune.Tuner(tune.with_parameters(run_trial, ckpt=str(tiny_trained["ckpt"]), dev=str(dev)),
                            tune_config=tune.TuneConfig(metric="val_wer", mode="min", num_samples=1),
                            run_config=_run_config(cfg, str(tmp_path / "search"), "best_export"))
         grid = tuner.fit()
         history = grid[0].metrics_dataframe["val_wer"].tolist()
         assert len(history) == 4 and history.index(min(history)) == BEST_REPORT
         assert min(history) < min(history[2:])  # premise: the best is not among the last two
-        res = finish(str(tmp_path / "search" / "best_export"), cfg, grid, 0.0, None)
+        exp = tmp_path / "search" / "best_export"
+        res = finish(str(exp), cfg, grid, 0.0, None)
+        _write_state(str(exp), cfg, "best_export")
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)  # resume by a relative path from another working directory
+        resumed = resume(os.path.join("..", "search", "best_export"))
+        assert resumed.best_val_wer == pytest.approx(res.best_val_wer)
+        assert resumed.experiment_dir == str(exp.resolve())
     finally:
         ray.shutdown()
     assert res.best_val_wer == pytest.approx(min(history))
