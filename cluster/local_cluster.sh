@@ -167,7 +167,7 @@ main() {
     kill-worker) [[ ${#args[@]} -eq 1 ]] && is_uint "${args[0]}" || die "usage: $0 kill-worker I [--dir DIR]"
                  cmd_kill_worker "$dir" "${args[0]}" ;;
     -h|--help|help) usage ;;
-    *) usage >&2; exit 2 ;;
+    *) die "unknown option or command '$cmd' (commands: up, status, kill-worker, down; see --help)" ;;
   esac
 }
 
