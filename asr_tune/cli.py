@@ -23,6 +23,7 @@ import importlib
 import json
 import logging
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from asr_tune.errors import AsrTuneError
@@ -139,11 +140,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _NoLightningTips(logging.Filter):
+    """Drops Lightning's advertising lines ("💡 Tip: ... try installing litlogger/litmodels")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip:" not in str(record.msg)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """The one logging set-up of the CLI: ``LEVEL name: message`` lines on stderr, asr-tune at INFO
+    (DEBUG with ``-v``), other libraries at WARNING. Lightning ships its own console handler on the
+    ``lightning`` logger; records stop there (``propagate = False``) instead of also reaching ours,
+    so each Lightning line prints once, and its cloud-logger tips not at all."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asr_tune").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("lightning").propagate = False
+    # Lightning 2.6 on torch >= 2.11 warns about its own use of a torch pytree API, on every fit
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)  # where rank_zero_info records are made
+        if not any(isinstance(f, _NoLightningTips) for f in logger.filters):
+            logger.addFilter(_NoLightningTips())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("asr_tune").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    configure_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)

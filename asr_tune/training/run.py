@@ -27,6 +27,7 @@ from asr_tune.data.datamodule import DECODE_BATCH_SECONDS
 from asr_tune.data.manifest import Utterance
 from asr_tune.model.decoding import WERStats, wer_stats
 from asr_tune.model.lightning_module import ASRModule, load_asr_checkpoint
+from asr_tune.training.console import console_callbacks
 from asr_tune.data.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,8 @@ def _train_into(out: Path, cfg: ExperimentConfig, evaluate_test: bool) -> TrainR
     prep = prepare(cfg)
     cfg.dump_yaml(out / "config.yaml")
     ckpt_cb_dir = out / "checkpoints"
-    trainer = make_trainer(cfg, standard_callbacks(cfg, ckpt_cb_dir), out, **prep.loop_kwargs())
+    callbacks = standard_callbacks(cfg, ckpt_cb_dir) + console_callbacks(cfg)  # epoch lines without a bar
+    trainer = make_trainer(cfg, callbacks, out, **prep.loop_kwargs())
     trainer.fit(prep.module, datamodule=prep.datamodule)
     ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
     best = ckpt.best_model_path or ckpt.last_model_path
