@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--calib", required=True, help="manifest whose utterances calibrate activation ranges")
     q.add_argument("--data", required=True, help="manifest scored by both models for the WER gate")
     q.add_argument("--mode", choices=["static", "dynamic"], default=None,
-                   help="static: calibrated activation ranges; dynamic: ranges at run time (default)")
+                   help="static: calibrated activation ranges (the default); dynamic: ranges at run time")
     q.add_argument("--max-wer-delta", type=float, default=None,
                    help="allowed WER increase in absolute WER points (default 0.3)")
     q.add_argument("--keep-float", nargs="+", metavar="GROUP", default=None,
