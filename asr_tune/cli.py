@@ -5,7 +5,7 @@ Usage::
     asr-tune corpus synth --out data/synth
     asr-tune corpus synth --mode digits --out data/synth_digits --utterances 3000
     asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --dev-speakers lucas
-    asr-tune train configs/synth_tiny.yaml [--set optim.lr=2e-3 ...]
+    asr-tune train configs/synth_tiny.yaml [--set optim.lr=2e-3 ...] [--skip-bad-utterances]
     asr-tune evaluate runs/synth_tiny/checkpoints/best.ckpt --data data/synth/test.jsonl
     asr-tune search configs/synth_asha.yaml [--searcher tpe] [--address ADDR] [--num-samples 8]
     asr-tune resume runs/search/synth_asha
@@ -41,7 +41,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from asr_tune.config import load_config
     from asr_tune.training.run import train
 
-    cfg = load_config(args.config, args.set)
+    extra = ["data.skip_bad_utterances=true"] if args.skip_bad_utterances else []
+    cfg = load_config(args.config, [*args.set, *extra])
     result = train(cfg, evaluate_test=not args.no_test)
     best = (f"best val WER {result.best_val_wer:.2f}%" if result.metric == "val_wer"
             else f"best {result.metric} {result.best_score:.4f}")
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field by dotted path (repeatable)")
     t.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
+    t.add_argument("--skip-bad-utterances", action="store_true",
+                   help="skip undecodable/NaN/mis-declared audio with a warning (data.skip_bad_utterances)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="WER of a checkpoint (float or int8) on a manifest/folder")

@@ -298,7 +298,7 @@ def load_yaml_file(path: str | Path, what: str = "config") -> dict[str, Any]:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark else ""
+        where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{p}:{where} invalid YAML ({getattr(err, 'problem', None) or err})") from None
     if raw is None:
         raise ConfigError(f"{p}: the {what} file is empty (or only comments); write the keys to change, "

@@ -11,17 +11,20 @@ or a LibriSpeech-layout folder (``<spk>/<chapter>/*.flac`` + ``*.trans.txt``) an
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import soundfile as sf
 
 from asr_tune.errors import DataError
+from asr_tune.textfile import read_utf8
 
 REQUIRED_FIELDS = ("audio_filepath", "duration", "text", "speaker", "id")
+MAX_DECLARED_DURATION = 24 * 3600.0  # seconds; a larger "duration" is a typo, not an utterance
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,11 @@ class Utterance:
     text: str
     speaker: str
     id: str
+    where: str = field(default="", compare=False, repr=False)  # "manifest:line", for error messages
 
     def to_json(self, relative_to: Path | None = None) -> dict:
         row = asdict(self)
+        row.pop("where")
         if relative_to is not None:
             try:
                 row["audio_filepath"] = os.path.relpath(self.audio_filepath, relative_to)
@@ -61,40 +66,64 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     base = path.parent.resolve()
     rows: list[Utterance] = []
     seen: set[str] = set()
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            missing = [f for f in REQUIRED_FIELDS if f not in obj]
-            if missing:
-                raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
-            text = str(obj["text"]).strip()
-            if not text:
-                raise DataError(f"{where}: empty transcript (id {obj['id']!r})")
-            try:
-                duration = float(obj["duration"])
-            except (TypeError, ValueError):
-                raise DataError(f"{where}: duration {obj['duration']!r} is not a number") from None
-            if duration <= 0:
-                raise DataError(f"{where}: duration must be > 0, got {duration}")
-            uid = str(obj["id"])
-            if uid in seen:
-                raise DataError(f"{where}: duplicate id {uid!r}")
-            seen.add(uid)
-            audio = Path(obj["audio_filepath"])
-            if not audio.is_absolute():
-                audio = base / audio
-            rows.append(Utterance(str(audio), duration, text, str(obj["speaker"]), uid))
+    data = path.read_bytes()
+    offset = 0
+    for lineno, raw in enumerate(data.splitlines(keepends=True), 1):
+        start, offset = offset, offset + len(raw)
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}:{lineno}: not UTF-8 text (byte offset {start + err.start}); "
+                            "save the manifest as UTF-8") from None
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not valid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object")
+        missing = [f for f in REQUIRED_FIELDS if f not in obj]
+        if missing:
+            raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
+        _check_types(obj, where)
+        text = obj["text"].strip()
+        if not text:
+            raise DataError(f"{where}: empty transcript (id {obj['id']!r})")
+        duration = float(obj["duration"])
+        if not math.isfinite(duration) or not 0 < duration <= MAX_DECLARED_DURATION:
+            raise DataError(f"{where}: 'duration' must be a finite number of seconds in "
+                            f"(0, {MAX_DECLARED_DURATION:.0f}], got {obj['duration']!r}")
+        uid = str(obj["id"])
+        if uid in seen:
+            raise DataError(f"{where}: duplicate id {uid!r}")
+        seen.add(uid)
+        audio = Path(obj["audio_filepath"])
+        if not audio.is_absolute():
+            audio = base / audio
+        rows.append(Utterance(str(audio), duration, text, str(obj["speaker"]), uid, where))
     if not rows:
         raise DataError(f"{path}: manifest has no utterances")
     return rows
+
+
+def _check_types(obj: dict, where: str) -> None:
+    """Field types: a null transcript is not the word "None", a number is not a file path."""
+    def name(v: object) -> str:
+        return "null" if v is None else type(v).__name__
+
+    for key in ("audio_filepath", "text"):
+        if not isinstance(obj[key], str):
+            raise DataError(f"{where}: '{key}' must be a string, got {name(obj[key])} {obj[key]!r}")
+    if not obj["audio_filepath"].strip():
+        raise DataError(f"{where}: 'audio_filepath' is empty")
+    d = obj["duration"]
+    if isinstance(d, bool) or not isinstance(d, (int, float)):
+        raise DataError(f"{where}: 'duration' must be a number, got {name(d)} {d!r}")
+    for key in ("speaker", "id"):
+        if not isinstance(obj[key], (str, int)) or isinstance(obj[key], bool):
+            raise DataError(f"{where}: '{key}' must be a string, got {name(obj[key])} {obj[key]!r}")
 
 
 def write_manifest(path: str | Path, rows: Iterable[Utterance], relative: bool = True) -> Path:
@@ -115,13 +144,14 @@ def write_manifest(path: str | Path, rows: Iterable[Utterance], relative: bool =
 
 
 def read_librispeech(root: str | Path) -> list[Utterance]:
-    """Read a LibriSpeech split folder: ``<spk>/<chapter>/<spk>-<chapter>.trans.txt`` + audio."""
+    """Read a LibriSpeech split folder (``<spk>/<chapter>/<spk>-<chapter>.trans.txt`` + audio), or
+    the corpus root holding several splits (``<split>/<spk>/<chapter>/...``: all of them)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
     rows: list[Utterance] = []
-    for trans in sorted(root.glob("*/*/*.trans.txt")):
-        for lineno, line in enumerate(trans.read_text().splitlines(), 1):
+    for trans in sorted(root.glob("*/*/*.trans.txt")) or sorted(root.glob("*/*/*/*.trans.txt")):
+        for lineno, line in enumerate(read_utf8(trans, DataError).splitlines(), 1):
             if not line.strip():
                 continue
             uid, _, text = line.partition(" ")
@@ -140,9 +170,10 @@ def read_librispeech(root: str | Path) -> list[Utterance]:
             except Exception as err:  # soundfile raises its own error type
                 raise DataError(f"{audio}: cannot read audio ({err})") from None
             rows.append(Utterance(str(audio.resolve()), info.frames / info.samplerate,
-                                  normalize_text(text), uid.split("-")[0], uid))
+                                  normalize_text(text), uid.split("-")[0], uid, f"{trans}:{lineno}"))
     if not rows:
-        raise DataError(f"{root}: no */*/*.trans.txt files (expected LibriSpeech layout)")
+        raise DataError(f"{root}: no */*/*.trans.txt (a LibriSpeech split) or */*/*/*.trans.txt "
+                        "(the LibriSpeech root) files")
     return rows
 
 

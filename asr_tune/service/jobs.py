@@ -208,7 +208,9 @@ def _absolute_storage(storage: str) -> str:
 def _stage_working_dir(tmp: Path, config_path: Path, name: str, storage: str,
                        include_package: bool) -> None:
     """Write the config (with search.name/storage pinned) and optionally the asr_tune source."""
-    raw = yaml.safe_load(config_path.read_text()) or {}
+    from asr_tune.config import load_yaml_file
+
+    raw = load_yaml_file(config_path)  # UTF-8, no duplicate keys, not empty (as load_config)
     search = raw.setdefault("search", {})
     search["name"], search["storage"] = name, storage
     (tmp / config_path.name).write_text(yaml.safe_dump(raw, sort_keys=False))
