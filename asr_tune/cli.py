@@ -7,6 +7,7 @@ Usage::
     asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --dev-speakers lucas
     asr-tune train configs/synth_tiny.yaml [--set optim.lr=2e-3 ...] [--skip-bad-utterances]
     asr-tune evaluate runs/synth_tiny/checkpoints/best.ckpt --data data/synth/test.jsonl
+    asr-tune loso configs/fsdd_digits.yaml --src ../shared/data/fsdd --out runs/loso [--speakers lucas]
     asr-tune search configs/synth_asha.yaml [--searcher tpe] [--address ADDR] [--num-samples 8]
     asr-tune resume runs/search/synth_asha
     asr-tune quantize CKPT --calib data/synth/dev.jsonl --data data/synth/test.jsonl
@@ -51,6 +52,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"test WER {result.test['wer']:.2f}% on {result.test['n_utts']} utterances "
               f"({cfg.data.test})")
     print(f"best checkpoint: {result.best_checkpoint}")
+    return 0
+
+
+def _cmd_loso(args: argparse.Namespace) -> int:
+    from asr_tune.config import load_config
+    from asr_tune.training.loso import CorpusSizes, run_loso
+
+    cfg = load_config(args.config, args.set)
+    result = run_loso(cfg, args.src, args.out, speakers=args.speakers,
+                      dev_speakers_per_fold=args.dev_speakers_per_fold,
+                      sizes=CorpusSizes(args.n_train, args.n_dev, args.n_test, args.seed),
+                      config_path=args.config)
+    print(result.table())
+    print(f"wrote {result.out_dir}/loso.json")
     return 0
 
 
@@ -99,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-bad-utterances", action="store_true",
                    help="skip undecodable/NaN/mis-declared audio with a warning (data.skip_bad_utterances)")
     t.set_defaults(func=_cmd_train)
+
+    lo = sub.add_parser("loso", help="leave-one-speaker-out WER of one config on FSDD digits")
+    lo.add_argument("config")
+    lo.add_argument("--src", required=True, help="FSDD folder (with manifest.jsonl)")
+    lo.add_argument("--out", required=True, help="folds go to OUT/<speaker>/, the summary to OUT/loso.json")
+    lo.add_argument("--speakers", nargs="+", help="test speakers of the folds (default: every speaker)")
+    lo.add_argument("--dev-speakers-per-fold", type=int, default=1)
+    lo.add_argument("--n-train", type=int, default=1200)
+    lo.add_argument("--n-dev", type=int, default=150)
+    lo.add_argument("--n-test", type=int, default=300)
+    lo.add_argument("--seed", type=int, default=0, help="corpus seed")
+    lo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field by dotted path (repeatable)")
+    lo.set_defaults(func=_cmd_loso)
 
     e = sub.add_parser("evaluate", help="WER of a checkpoint (float or int8) on a manifest/folder")
     e.add_argument("checkpoint")

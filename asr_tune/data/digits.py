@@ -42,6 +42,11 @@ def _source_manifest(src: Path) -> Path:
     raise DataError(f"{src}: FSDD source not found (expected a folder with manifest.jsonl)")
 
 
+def source_speakers(src: str | Path) -> list[str]:
+    """The speakers of the FSDD source at ``src`` (folder or manifest), sorted."""
+    return sorted({r.speaker for r in read_manifest(_source_manifest(Path(src)))})
+
+
 def _digit_word(text: str, where: str) -> str:
     word = normalize_text(text)
     word = _DIGIT_CHARS.get(word, word)
