@@ -27,9 +27,9 @@ from typing import Any
 
 from asr_tune.config import ExperimentConfig, config_from_dict, load_config, parse_override
 from asr_tune.errors import SearchError
+from asr_tune.tuning.folder import STATE_FILE  # the experiment folder's asr-tune state file
 
 log = logging.getLogger(__name__)
-STATE_FILE = "asr_tune_search.json"
 
 
 @dataclass
