@@ -28,7 +28,9 @@ def load_rows(source: str | Path, module, purpose: str) -> list[Utterance]:
     """Rows of a manifest/LibriSpeech folder, headers checked (``DataError`` names a bad file)."""
     if _is_empty_manifest(Path(source)):
         raise QuantizationError(f"{source}: the {purpose} set is empty")
-    dcfg = module.cfg.data.model_copy(update={"max_duration": 1e9, "skip_bad_utterances": False})
+    # any source rate: each file is resampled to the model's data.sample_rate
+    dcfg = module.cfg.data.model_copy(update={"max_duration": 1e9, "skip_bad_utterances": False,
+                                              "source_sample_rate": 0})
     return validated_rows(str(source), dcfg, purpose)
 
 

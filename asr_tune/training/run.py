@@ -254,7 +254,8 @@ def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
     if out_json:  # before the work, not after it
         check_output_file(out_json, ConfigError)
     dcfg = module.cfg.data.model_copy(update={"max_duration": 1e9,
-                                              "skip_bad_utterances": skip_bad_utterances})
+                                              "skip_bad_utterances": skip_bad_utterances,
+                                              "source_sample_rate": 0})  # each file resampled to the model's rate
     rows = validated_rows(str(data), dcfg, "evaluation")
     hyps = transcribe_rows(module, rows, batch_seconds)
     stats = wer_stats([r.text for r in rows], hyps)
