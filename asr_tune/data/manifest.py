@@ -20,6 +20,7 @@ from typing import Iterable
 
 import soundfile as sf
 
+from asr_tune.data.text import normalize_text  # noqa: F401  (re-exported: readers and corpora use it)
 from asr_tune.errors import DataError
 from asr_tune.textfile import read_utf8
 
@@ -45,17 +46,6 @@ class Utterance:
             except ValueError:
                 pass
         return row
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, keep letters/digits/apostrophes/spaces, collapse whitespace."""
-    out = []
-    for ch in text.lower():
-        if ch.isalnum() or ch == "'":
-            out.append(ch)
-        else:
-            out.append(" ")
-    return " ".join("".join(out).split())
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -88,9 +78,9 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         if missing:
             raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
         _check_types(obj, where)
-        text = obj["text"].strip()
+        text = normalize_text(obj["text"])  # the same normalisation the scorer applies
         if not text:
-            raise DataError(f"{where}: empty transcript (id {obj['id']!r})")
+            raise DataError(f"{where}: empty transcript (id {obj['id']!r}; {obj['text']!r} after normalisation)")
         duration = float(obj["duration"])
         if not math.isfinite(duration) or not 0 < duration <= MAX_DECLARED_DURATION:
             raise DataError(f"{where}: 'duration' must be a finite number of seconds in "

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import jiwer
 import torch
 
+from asr_tune.data.text import normalize_text
 from asr_tune.data.tokenizer import BLANK, Tokenizer
 
 
@@ -39,11 +40,12 @@ class WERStats:
 
 
 def wer_stats(refs: list[str], hyps: list[str]) -> WERStats:
-    """Corpus WER in percent; empty hypotheses count as all-deletions."""
+    """Corpus WER in percent on normalised text (``data.text``); empty hypotheses count as all-deletions."""
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     if not refs:
         return WERStats(0.0, 0, 0, 0, 0, 0)
+    refs, hyps = [normalize_text(r) for r in refs], [normalize_text(h) for h in hyps]  # as in training
     out = jiwer.process_words(refs, hyps)
     n_words = out.hits + out.substitutions + out.deletions
     errors = out.substitutions + out.deletions + out.insertions

@@ -249,6 +249,7 @@ def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
                     skip_bad_utterances: bool = False) -> WERStats:
     """WER of a loaded model (an ``ASRModule``, or an int8 model with the same ``cfg``, ``tok``,
     ``transcribe``) on a manifest or LibriSpeech folder; ``checkpoint`` is recorded in ``out_json``."""
+    from asr_tune.data.text import warn_unemittable
     from asr_tune.staging import check_output_file, write_text_atomic
 
     if out_json:  # before the work, not after it
@@ -257,6 +258,7 @@ def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
                                               "skip_bad_utterances": skip_bad_utterances,
                                               "source_sample_rate": 0})  # each file resampled to the model's rate
     rows = validated_rows(str(data), dcfg, "evaluation")
+    warn_unemittable([r.text for r in rows], module.tok, str(data))  # e.g. a script never trained on
     hyps = transcribe_rows(module, rows, batch_seconds)
     stats = wer_stats([r.text for r in rows], hyps)
     if out_json:
