@@ -185,5 +185,6 @@ def build_rl(ctx: BuildContext) -> SearchPlan:
                                  bins=o.bins, seed=ctx.seed,
                                  max_concurrent=ctx.model_concurrency())
     return _plan(ctx, searcher, None, {}, [
-        f"REINFORCE controller; continuous parameters discretised into {o.bins} values",
+        f"REINFORCE controller: a Gaussian policy on continuous parameters (and grids of more than "
+        f"{o.bins} values), a softmax over the values of the others; reward = a trial's best result",
         _concurrency_note(ctx, internal=True)])

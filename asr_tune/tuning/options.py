@@ -88,7 +88,8 @@ class RlOptions(SearcherOptions):
     lr: float = Field(0.2, gt=0.0, le=100.0)
     baseline_decay: float = Field(0.9, ge=0.0, lt=1.0)
     entropy_coef: float = Field(0.01, ge=0.0)
-    bins: int = Field(8, ge=2, le=1000, description="values per continuous parameter")
+    bins: int = Field(8, ge=2, le=1000, description="randint/quniform grids with more values get a "
+                      "Gaussian policy (uniform/loguniform always do)")
     max_concurrent: int = Field(0, ge=0, description="0 = the run's cap")
 
 

@@ -135,17 +135,17 @@ def test_errored_and_metricless_trials_give_no_update():
 
 def test_conditionals_only_sampled_and_updated_when_active():
     s = _controller(seed=4)
-    before = s.get_state()["logits"]["optim.weight_decay"]
+    before = s.get_state()["gauss"]["optim.weight_decay"]
     for i in range(40):
         config = s.suggest(f"t{i}")
         assert ("optim.weight_decay" in config) == (config["optim.optimizer"] == "adamw")
         if config["optim.optimizer"] == "sgd":
-            wd = s.get_state()["logits"]["optim.weight_decay"]
+            wd = s.get_state()["gauss"]["optim.weight_decay"]
             s.on_trial_complete(f"t{i}", {"val_wer": _metric(config)})
-            assert s.get_state()["logits"]["optim.weight_decay"] == wd
+            assert s.get_state()["gauss"]["optim.weight_decay"] == wd
         else:
             s.on_trial_complete(f"t{i}", {"val_wer": _metric(config)})
-    assert s.get_state()["logits"]["optim.weight_decay"] != before
+    assert s.get_state()["gauss"]["optim.weight_decay"] != before
 
 
 def test_max_concurrent_and_missing_metric():
@@ -170,7 +170,8 @@ def test_set_search_properties_from_tune_param_space():
     assert ok and s.metric == "val_wer" and s.mode == "min"
     config = s.suggest("t")
     assert set(config) == {"lr", "opt", "layers", "wd"}
-    assert s.candidate_values("lr") == pytest.approx(list(np.geomspace(1e-4, 1e-1, 5)))
+    assert s.candidate_values("lr") is None  # continuous: a Gaussian policy, not bins
+    assert 1e-4 <= config["lr"] <= 1e-1
     assert s.candidate_values("layers") == [2, 3, 4, 5]
     assert s.candidate_values("wd") == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])
     # a searcher with its own space refuses a second one (Tune then reports the clash)
@@ -186,3 +187,85 @@ def test_policy_values_discretisation():
     assert policy_values(ParamSpec(type="randint", low=0, high=100), 5) == [0, 25, 50, 74, 99]
     assert policy_values(ParamSpec(type="quniform", low=0, high=1, q=0.5), 8) == [0, 0.5, 1]
     assert policy_values(ParamSpec(type="choice", values=["a", [1, 2]]), 8) == ["a", [1, 2]]
+
+
+# ---- issue 11 item 4: the controller's reward statistics, penalties, best-result reward, continuous
+
+
+def _two_arms(**kw) -> ReinforceSearcher:
+    return ReinforceSearcher({"arm": ParamSpec(type="choice", values=[0, 1])}, metric="m", mode="max",
+                             seed=0, lr=0.5, entropy_coef=0.0, **kw)
+
+
+def _complete(s: ReinforceSearcher, tid: str, value: float) -> dict:
+    config = s.suggest(tid)
+    s.on_trial_complete(tid, {"m": value})
+    return config
+
+
+def test_reward_deviation_is_seeded_from_the_first_rewards():
+    # old: the second update was a fixed +-3.16 * lr step however close the two rewards were
+    s = _two_arms()
+    _complete(s, "a", 10.0)
+    _complete(s, "b", 10.0 + 1e-6)
+    assert all(p == pytest.approx(0.5, abs=1e-3) for p in s.probabilities("arm").values())
+    # from the third reward on: A = (r - mean) / std of the rewards so far (10, 10+1e-6, then 12...)
+    s = _two_arms()
+    _complete(s, "a", 10.0)
+    _complete(s, "b", 12.0)
+    _complete(s, "c", 11.0)  # the mean: no step
+    assert all(p == pytest.approx(0.5) for p in s.probabilities("arm").values())
+    mean, std = 11.0, 1.0  # of 10, 12, 11
+    arm = _complete(s, "d", 13.0)["arm"]
+    z = s.get_state()["logits"]["arm"]
+    assert z[arm] - z[1 - arm] == pytest.approx(0.5 * (13.0 - mean) / std)
+
+
+@pytest.mark.parametrize("outcome", ["error", "nan", "no metric"])
+def test_errored_or_metricless_trials_are_penalised(outcome):
+    s = ReinforceSearcher({"arm": ParamSpec(type="choice", values=[0, 1, 2])}, metric="m", mode="max",
+                          seed=0, lr=0.5, entropy_coef=0.0)
+    for i, r in enumerate([1.0, 2.0, 1.5]):
+        _complete(s, f"t{i}", r)
+    before = s.probabilities("arm")
+    arm = s.suggest("bad")["arm"]
+    result = {"error": None, "nan": {"m": float("nan")}, "no metric": {"other": 1.0}}[outcome]
+    s.on_trial_complete("bad", result, error=outcome == "error")
+    after = s.probabilities("arm")
+    assert after[arm] < before[arm] - 0.05
+    assert s.num_updates == 3  # a penalty is not a reward: the statistics stay the rewards'
+
+
+def test_reward_is_the_trials_best_result_not_its_last():
+    def run(results: list[float]) -> list[float]:
+        s = ReinforceSearcher({"arm": ParamSpec(type="choice", values=[0, 1, 2])}, metric="val_wer",
+                              mode="min", seed=0, lr=0.5)
+        for i, r in enumerate([0.5, 0.7, 0.6]):
+            s.suggest(f"w{i}")
+            s.on_trial_complete(f"w{i}", {"val_wer": r})
+        s.suggest("t")
+        for r in results[:-1]:
+            s.on_trial_result("t", {"val_wer": r})
+        s.on_trial_complete("t", {"val_wer": results[-1]})
+        return s.get_state()["logits"]["arm"]
+
+    assert run([0.9, 0.1, 0.8]) == pytest.approx(run([0.1]))  # best (lowest) WER 0.1 is the reward
+    assert run([0.9, 0.1, 0.8]) != pytest.approx(run([0.8]))
+
+
+def test_continuous_parameter_settles_between_the_old_bins():
+    opt = -3.357  # log10 lr, midway between two of the old 8 log-spaced bins over [1e-4, 1e-1]
+    old_bins = np.log10(np.geomspace(1e-4, 1e-1, 8))
+    assert np.min(np.abs(old_bins - opt)) > 0.2
+    s = ReinforceSearcher({"optim.lr": ParamSpec(type="loguniform", low=1e-4, high=1e-1)},
+                          metric="val_wer", mode="min", seed=0, lr=0.2)
+    rng = np.random.default_rng(0)
+    seen = []
+    for i in range(300):
+        lr = s.suggest(f"t{i}")["optim.lr"]
+        seen.append(lr)
+        assert 1e-4 <= lr <= 1e-1
+        s.on_trial_complete(f"t{i}", {"val_wer": (math.log10(lr) - opt) ** 2 + rng.normal(0, 0.002)})
+    assert abs(math.log10(s.best_config()["optim.lr"]) - opt) < 0.1
+    assert len(set(seen)) > 100  # any value of the range, not 8
+    assert s.distribution("optim.lr")["sigma"] < 0.1  # and it has narrowed down
