@@ -101,6 +101,12 @@ def _cmd_digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_preflight(cfg) -> None:
+    from asr_tune.tuning.runner import preflight
+
+    preflight(cfg)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr-tune", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -169,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    if "submit" in sub.choices:  # the service layer cannot import tuning: hand it search's checks
+        sub.choices["submit"].set_defaults(preflight=_search_preflight)
     return p
 
 

@@ -114,7 +114,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     res = jobs.submit(args.config, address=args.address, searcher=args.searcher, name=args.name,
                       num_samples=args.num_samples, working_dir=args.working_dir,
                       extra_args=_search_args(args), storage=args.storage, token_file=args.token_file,
-                      overrides=list(args.set))
+                      overrides=list(args.set), preflight=getattr(args, "preflight", None))
     if args.json:
         print(json.dumps(dataclasses.asdict(res)))
         return 0

@@ -46,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence, overload
+from typing import Any, Callable, Iterator, Literal, Sequence, overload
 
 import yaml
 
@@ -132,7 +132,7 @@ def submit(config_path: str | os.PathLike[str], address: str | None = None, sear
            name: str | None = None, num_samples: int | None = None, working_dir: bool = False,
            extra_args: Sequence[str] = (), *, storage: str | None = None,
            token_file: str | os.PathLike[str] | None = None,
-           overrides: Sequence[str] = ()) -> SubmitResult:
+           overrides: Sequence[str] = (), preflight: Callable[[Any], Any] | None = None) -> SubmitResult:
     """Validate ``config_path`` locally, then submit ``asr-tune search`` on it as a Ray Job.
 
     ``name``/``storage`` default to the config's ``search.name`` (else ``<config stem>-<time>``)
@@ -140,6 +140,8 @@ def submit(config_path: str | os.PathLike[str], address: str | None = None, sear
     directory (on a multi-node cluster use shared storage such as ``s3://bucket/path``). Both are
     written into the shipped config and the job's metadata so that :func:`status` finds the run.
     ``overrides`` (``"optim.lr=1e-3"``) are validated here and forwarded as ``--set``.
+    ``preflight(cfg)`` (the CLI passes ``search``'s own checks of searcher against space) runs on
+    the validated config before anything is contacted.
     """
     from asr_tune.config import load_config, parse_override
 
@@ -150,6 +152,8 @@ def submit(config_path: str | os.PathLike[str], address: str | None = None, sear
         checked["search.searcher"] = searcher
     config_path = Path(config_path)
     cfg = load_config(config_path, overrides=checked or None)  # ConfigError before any network
+    if preflight is not None:
+        preflight(cfg)  # SearchError before any network
     extra_args = [arg for o in overrides for arg in ("--set", o)] + list(extra_args)
     run_name = name or cfg.search.name or f"{config_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_storage = _absolute_storage(storage or cfg.search.storage)

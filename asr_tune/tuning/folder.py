@@ -134,23 +134,32 @@ def read_history(trial_dir: Path) -> pd.DataFrame:
         text = (trial_dir / "result.json").read_text()
     except OSError:
         text = ""
-    for line in text.splitlines():
+    bad: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line:
             continue
         try:
             item = json.loads(line)
         except ValueError:
-            continue  # a line cut short by a crash
+            bad.append(lineno)  # a line cut short by a crash, or a damaged file: said below
+            continue
         if isinstance(item, dict):
             item.pop("config", None)
             rows.append(item)
-    if rows:
-        return pd.DataFrame(rows)
     try:
-        return pd.read_csv(trial_dir / "progress.csv")
+        csv = pd.read_csv(trial_dir / "progress.csv")
     except (OSError, ValueError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
+        csv = pd.DataFrame()
+    if bad:
+        use_csv = len(csv) > len(rows)
+        log.warning("%s:%d: truncated or corrupt (%d unreadable line(s)); this trial's history is %s",
+                    trial_dir / "result.json", bad[0], len(bad),
+                    f"read from progress.csv ({len(csv)} reports)" if use_csv
+                    else f"incomplete ({len(rows)} readable report(s))")
+        if use_csv:
+            return csv
+    return pd.DataFrame(rows) if rows else csv
 
 
 def trial_index(trial_id: str, tune_state: dict[str, Any]) -> int:
@@ -224,3 +233,27 @@ def epochs_of(history: pd.DataFrame) -> int:
     if not len(history) or "training_iteration" not in history:
         return 0
     return int(pd.to_numeric(history["training_iteration"], errors="coerce").max())
+
+
+def check_resumable(exp_dir: Path) -> None:
+    """Before Ray starts: Tune's ``tuner.pkl`` must be a complete pickle (walked opcode by opcode
+    with ``pickletools``, nothing executed) and every ``experiment_state-*.json`` must parse; a
+    truncated or corrupt file is one ``SearchError`` naming it."""
+    import pickletools
+
+    from asr_tune.errors import SearchError
+
+    tuner = exp_dir / "tuner.pkl"
+    if tuner.is_file():
+        try:
+            ops = list(pickletools.genops(tuner.read_bytes()))
+        except Exception as err:  # ValueError / EOF-style messages from a cut-short stream
+            raise SearchError(f"{tuner}: truncated or corrupt ({err}); this experiment cannot be resumed") from None
+        if not ops or ops[-1][0].name != "STOP":
+            raise SearchError(f"{tuner}: truncated (no pickle STOP opcode); this experiment cannot be resumed")
+    for state in sorted(exp_dir.glob("experiment_state-*.json")):
+        try:
+            json.loads(state.read_text(errors="strict"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SearchError(f"{state}: corrupt experiment state ({err}); this experiment cannot be "
+                              "resumed") from None

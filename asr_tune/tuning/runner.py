@@ -27,6 +27,7 @@ from typing import Any
 
 from asr_tune.config import ExperimentConfig, config_from_dict, load_config, parse_override
 from asr_tune.errors import SearchError
+from asr_tune.textfile import read_utf8
 from asr_tune.tuning.folder import STATE_FILE  # the experiment folder's asr-tune state file
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     cfg = cfg.with_overrides({f"search.{k}": v for k, v in upd.items()}, source="search arguments")
     cfg = _absolute_data_paths(cfg)
     s = cfg.search
-    plan = build_search(s, max_t=cfg.trainer.max_epochs)  # searcher, options, space: fail early
+    plan = preflight(cfg)  # searcher, options, space: fail early (``submit`` runs the same)
     storage_path = check_storage(s.storage)
     exp_name = s.name or f"{s.searcher}_{time.strftime('%Y%m%d-%H%M%S')}"
     _check_data(cfg)
@@ -185,6 +186,15 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
         run_config=_run_config(cfg, storage_path, exp_name))
     grid = tuner.fit()
     return finish(exp_dir, cfg, grid, time.perf_counter() - start, dashboard)
+
+
+def preflight(cfg: ExperimentConfig) -> Any:
+    """The searcher, its options and the space checked against each other without Ray running:
+    unknown searcher, a space the searcher cannot take (``bayesopt`` with a choice, PBT mutating
+    ``model.*``). ``search`` and ``submit`` (before contacting the head) both call it."""
+    from asr_tune.tuning.registry import build_search
+
+    return build_search(cfg.search, max_t=cfg.trainer.max_epochs)
 
 
 def concurrency_cap(s: Any, cluster_cap: int) -> int:
@@ -251,7 +261,15 @@ def resume(experiment_dir: str | Path, address: str | None = None) -> SearchResu
         with fs.open_input_stream(f"{path}/{STATE_FILE}") as fh:
             state = json.loads(fh.read().decode())
     else:
-        state = json.loads(state_path.read_text())
+        from asr_tune.tuning.folder import check_resumable
+
+        try:
+            state = json.loads(read_utf8(state_path, SearchError))
+        except ValueError as err:
+            raise SearchError(f"{state_path}: corrupt state file ({err}); cannot resume") from None
+        check_resumable(Path(exp_dir))  # tuner.pkl / Tune state truncated: say so before Ray starts
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise SearchError(f"{exp_dir}/{STATE_FILE}: corrupt state file (no 'config' mapping); cannot resume")
     cfg = config_from_dict(state["config"], f"{exp_dir}/{STATE_FILE}")
     if not tune.Tuner.can_restore(exp_dir):
         raise SearchError(f"{exp_dir}: Ray Tune has no restorable experiment state here")
