@@ -128,3 +128,11 @@ def test_empty_and_duplicate_key_yaml_are_errors(tmp_path: Path, capsys, monkeyp
     cfg.write_text(text)
     refuse(["train", cfg], capsys, str(cfg), says)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]
+
+
+@pytest.mark.parametrize("rate", ["1", "200000"])
+def test_corpus_synth_sample_rate_out_of_range_is_one_line(tmp_path: Path, capsys, rate: str) -> None:
+    out = tmp_path / "corpus"
+    refuse(["corpus", "synth", "--out", out, "--utterances", 3, "--sample-rate", rate], capsys,
+           f"--sample-rate {rate}", "Hz")
+    assert list(tmp_path.iterdir()) == []
