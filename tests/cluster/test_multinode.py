@@ -69,6 +69,8 @@ def search_run(local_cluster: LocalCluster) -> SearchRun:
     exp = storage / "multinode"
 
     def all_running() -> dict[str, list[dict]] | None:
+        job = c.api(f"/api/jobs/{job_id}")["status"]
+        assert job in ("PENDING", "RUNNING"), (job, ANSI.sub("", c.cli("logs", job_id).stdout)[-4000:])
         res = _trial_dirs(exp)
         if len(res) < N_TRIALS or any(not r for r in res.values()):
             return None
