@@ -43,6 +43,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+              "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD flags that move int8 and speed ratios (from /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in SIMD_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def _usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -102,6 +118,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "cpu_cores_usable": _usable_cores(),
         "cpu_cores_total": os.cpu_count(),
         "memory_gb": _memory_gb(),
@@ -129,7 +146,8 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
     i = info or machine_info()
     gpu = ", ".join(g["name"] for g in i.get("gpus") or []) or "no GPU"
     v = i.get("versions", {})
-    return (f"{i['cpu_model']} ({i['cpu_cores_usable']} usable cores), {gpu}; torch {v.get('torch')}, "
+    flags = "/".join(f for f in i.get("cpu_flags") or [] if f.startswith(("avx512_vnni", "avx2", "amx")))
+    return (f"{i['cpu_model']} ({i['cpu_cores_usable']} usable cores, {flags or 'no AVX2'}), {gpu}; torch {v.get('torch')}, "
             f"ray {v.get('ray')}, lightning {v.get('lightning')}; {i['date']}")
 
 

@@ -14,7 +14,8 @@ and shape, else it rebuilds it. Every trial and every node that reads the path s
 Usage::
 
     from asr_tune.data.cache import FeatureStore
-    store = FeatureStore.open(rows, cfg.features, cfg.data.sample_rate, speed=1.0)  # builds if needed
+    store = FeatureStore.open(rows, cfg.features, cfg.data.sample_rate, speed=1.0,
+                              folder=cache_folder(cfg.features, cfg.data.train))  # builds if needed
     logp = store.get(i)          # (frames, n_mels) float32 tensor of row i
 """
 from __future__ import annotations
@@ -71,10 +72,24 @@ def cache_key(rows: list[Utterance], cfg: FeatureConfig, sample_rate: int, speed
     return h.hexdigest()[:32]
 
 
-def cache_folder(rows: list[Utterance], cfg: FeatureConfig) -> Path:
+def _writable(folder: Path) -> bool:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return os.access(probe, os.W_OK)
+
+
+def cache_folder(cfg: FeatureConfig, source: str | Path) -> Path:
+    """``features.cache_dir``, else ``.feature_cache`` beside the manifest (or LibriSpeech split dir),
+    else, when that is read-only (shared data), the user's cache folder."""
     if cfg.cache_dir:
         return Path(cfg.cache_dir)
-    return Path(rows[0].audio_filepath).resolve().parent.parent / CACHE_DIRNAME
+    src = Path(source).resolve()
+    folder = (src if src.is_dir() else src.parent) / CACHE_DIRNAME
+    if _writable(folder):
+        return folder
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return home / "asr-tune" / "features"
 
 
 @contextmanager
@@ -119,10 +134,10 @@ class FeatureStore:
             return None
 
     @classmethod
-    def open(cls, rows: list[Utterance], cfg: FeatureConfig, sample_rate: int, speed: float = 1.0
-             ) -> "FeatureStore":
+    def open(cls, rows: list[Utterance], cfg: FeatureConfig, sample_rate: int, speed: float = 1.0,
+             folder: Path | None = None) -> "FeatureStore":
         key = cache_key(rows, cfg, sample_rate, speed)
-        folder = cache_folder(rows, cfg)
+        folder = folder or cache_folder(cfg, rows[0].audio_filepath)
         npy, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
         meta = cls._valid(meta_path, npy, key)
         if meta is None:

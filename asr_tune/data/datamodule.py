@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from asr_tune.config import DataConfig, FeatureConfig
 from asr_tune.data.audio import load_audio
 from asr_tune.data.augment import Augmenter
-from asr_tune.data.cache import FeatureStore, speed_waveform
+from asr_tune.data.cache import FeatureStore, cache_folder, speed_waveform
 from asr_tune.data.features import LogMel
 from asr_tune.data.checks import check_all
 from asr_tune.data.manifest import Utterance, load_corpus
@@ -122,7 +122,8 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, rows: list[Utterance], sources: list[tuple[int, int]], tokenizer: "Tokenizer",
-                 features: FeatureConfig, sample_rate: int, train: bool = False, seed: int = 0) -> None:
+                 features: FeatureConfig, sample_rate: int, train: bool = False, seed: int = 0,
+                 cache_folders: list[Path] | None = None) -> None:
         self.rows, self.sources, self.tok, self.cfg, self.sr = rows, sources, tokenizer, features, sample_rate
         self.seed, self.train = seed, train
         self.speeds = sorted(set(features.speed_perturb) | {1.0}) if train else [1.0]
@@ -132,8 +133,9 @@ class FeatureDataset(Dataset):
         if features.cache:
             for s, (first, n) in enumerate(sources):
                 for speed in self.speeds:
-                    self.stores[(s, speed)] = FeatureStore.open(rows[first: first + n], features,
-                                                                sample_rate, speed)
+                    self.stores[(s, speed)] = FeatureStore.open(
+                        rows[first: first + n], features, sample_rate, speed,
+                        cache_folders[s] if cache_folders else None)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -200,11 +202,12 @@ class ASRDataModule(L.LightningDataModule):
         """Built once per split (opening the feature cache, building missing entries)."""
         if split not in self._datasets:
             groups = [self.split_rows(split)] + (self.mixes() if split == "train" else [])
+            paths = [getattr(self.cfg, split)] + ([m.path for m in self.cfg.train_mix] if split == "train" else [])
             rows = [u for g in groups for u in g]
             firsts = np.cumsum([0] + [len(g) for g in groups[:-1]]).tolist()
-            self._datasets[split] = FeatureDataset(rows, list(zip(firsts, map(len, groups))), self.tok,
-                                                   self.features, self.cfg.sample_rate, split == "train",
-                                                   self.seed)
+            self._datasets[split] = FeatureDataset(
+                rows, list(zip(firsts, map(len, groups))), self.tok, self.features, self.cfg.sample_rate,
+                split == "train", self.seed, [cache_folder(self.features, p) for p in paths])
         return self._datasets[split]
 
     def train_sampler(self) -> EpochBatchSampler:
