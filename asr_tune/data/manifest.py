@@ -83,8 +83,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
             raise DataError(f"{where}: empty transcript (id {obj['id']!r}; {obj['text']!r} after normalisation)")
         duration = float(obj["duration"])
         if not math.isfinite(duration) or not 0 < duration <= MAX_DECLARED_DURATION:
-            raise DataError(f"{where}: 'duration' must be a finite number of seconds in "
-                            f"(0, {MAX_DECLARED_DURATION:.0f}], got {obj['duration']!r}")
+            raise DataError(f"{where}: duration must be > 0, finite and at most "
+                            f"{MAX_DECLARED_DURATION:.0f} s, got {obj['duration']!r}")
         uid = str(obj["id"])
         if uid in seen:
             raise DataError(f"{where}: duplicate id {uid!r}")
@@ -110,7 +110,7 @@ def _check_types(obj: dict, where: str) -> None:
         raise DataError(f"{where}: 'audio_filepath' is empty")
     d = obj["duration"]
     if isinstance(d, bool) or not isinstance(d, (int, float)):
-        raise DataError(f"{where}: 'duration' must be a number, got {name(d)} {d!r}")
+        raise DataError(f"{where}: duration {d!r} is not a number (got {name(d)})")
     for key in ("speaker", "id"):
         if not isinstance(obj[key], (str, int)) or isinstance(obj[key], bool):
             raise DataError(f"{where}: '{key}' must be a string, got {name(obj[key])} {obj[key]!r}")

@@ -71,9 +71,9 @@ def test_skip_bad_utterances_on_train_skips_with_a_warning(tmp_path: Path, capsy
 @pytest.mark.parametrize("field,value,says", [
     ("text", None, "'text' must be a string, got null"),
     ("audio_filepath", 123, "'audio_filepath' must be a string, got int"),
-    ("duration", float("nan"), "'duration' must be a finite number"),
-    ("duration", 1e6, "'duration' must be a finite number"),
-    ("duration", "1.5s", "'duration' must be a number, got str"),
+    ("duration", float("nan"), "duration must be > 0, finite and at most 86400 s, got nan"),
+    ("duration", 1e6, "duration must be > 0, finite and at most 86400 s, got 1000000.0"),
+    ("duration", "1.5s", "duration '1.5s' is not a number (got str)"),
 ])
 def test_manifest_fields_of_the_wrong_type_name_file_and_line(tmp_path: Path, capsys, field, value, says) -> None:
     ckpt = save_checkpoint(tiny_module(), tmp_path / "model.ckpt")
