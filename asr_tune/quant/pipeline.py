@@ -142,6 +142,15 @@ def _verdict(gate, summary: dict, cfg: QuantConfig) -> tuple[bool, str]:
     return False, "no multiply-accumulate runs in int8"
 
 
+def _held_out(module, batches, int8_path: Path, threads: int, data: str | Path) -> dict:
+    """Float and the chosen int8 model on the held-out split, scored once (nothing chosen on it)."""
+    refs = [t for b in batches for t in b.texts]
+    f = wer_stats(refs, transcripts(run_torch(module.model, batches), module.tok))
+    q = wer_stats(refs, transcripts(run_onnx(make_session(int8_path, threads), batches), module.tok))
+    return {"data": str(data), "float_wer": f.wer, "int8_wer": q.wer, "wer_delta": q.wer - f.wer,
+            "n_utts": q.n_utts, "n_words": q.n_words}
+
+
 def _sizes(module, ckpt: Path, float_path: Path, int8_path: Path) -> dict:
     size = {"float_onnx_bytes": float_path.stat().st_size, "int8_onnx_bytes": int8_path.stat().st_size,
             "float_state_dict_bytes": sum(t.numel() * t.element_size() for t in module.model.state_dict().values()),
@@ -153,8 +162,13 @@ def _sizes(module, ckpt: Path, float_path: Path, int8_path: Path) -> dict:
 
 def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: QuantConfig | None = None,
              out_dir: str | Path | None = None, keep_float: list[str] | None = None, *,
-             sensitivity: bool = True, batch_seconds: float = DECODE_BATCH_SECONDS) -> QuantReport:
+             sensitivity: bool = True, batch_seconds: float = DECODE_BATCH_SECONDS,
+             select: str | Path | None = None) -> QuantReport:
     """Quantize ``checkpoint`` to int8, gate it on WER over ``data``; see the module docstring.
+
+    ``select`` (a search passes its dev split): the sensitivity scan, the fallback and the gate run
+    on it instead, and ``data`` (the test split) is scored once, by the float model and the chosen
+    int8 model, in ``report.extra["held_out"]`` - so nothing is chosen on the split reported.
 
     Returns the report whether or not the gate passed (``report.accepted``); bad inputs raise
     ``QuantizationError`` / ``DataError``. ``keep_float`` (group names or globs such as
@@ -168,14 +182,16 @@ def quantize(checkpoint: str | Path, calib: str | Path, data: str | Path, cfg: Q
         raise QuantizationError(f"{ckpt}: checkpoint not found")
     dest = Path(out_dir) if out_dir is not None else ckpt.parent / f"{ckpt.stem}.int8"
     with staged_dir(dest, owned=art.OWNED, error=QuantizationError) as stage:
-        report = _quantize_into(stage, ckpt, calib, data, cfg, keep_float, sensitivity, batch_seconds)
+        report = _quantize_into(stage, ckpt, calib, data, cfg, keep_float, sensitivity, batch_seconds,
+                                select)
         report.out_dir, report.model_path = str(dest), str(dest / Path(str(report.model_path)).name)
         report.write(stage / art.REPORT_FILE)  # with the paths it will have after the swap
     return report
 
 
 def _quantize_into(out: Path, checkpoint: Path, calib: str | Path, data: str | Path, cfg: QuantConfig | None,
-                   keep_float: list[str] | None, sensitivity: bool, batch_seconds: float) -> QuantReport:
+                   keep_float: list[str] | None, sensitivity: bool, batch_seconds: float,
+                   select: str | Path | None = None) -> QuantReport:
     start = time.perf_counter()
     cfg = cfg or QuantConfig()
     ckpt = Path(checkpoint)
@@ -191,6 +207,8 @@ def _quantize_into(out: Path, checkpoint: Path, calib: str | Path, data: str | P
     calib_rows = calibration_rows(calib, module, cfg.calib_utterances)
     data_rows = load_rows(data, module, "evaluation")
     batches = feature_batches(module, data_rows, batch_seconds)  # decodes every file: DataError names it
+    select_rows = load_rows(select, module, "selection") if select is not None else data_rows
+    choose_on = feature_batches(module, select_rows, batch_seconds) if select is not None else batches
     calib_batches = feature_batches(module, calib_rows, per_utterance=True) if cfg.mode == "static" else []
     # ``out`` is a fresh staging folder: no stale ACCEPTED can survive this run
 
@@ -198,10 +216,10 @@ def _quantize_into(out: Path, checkpoint: Path, calib: str | Path, data: str | P
         work = Path(tmp)
         float_path, export, src, src_model, nodes, groups = _export_graph(module, out, work, cfg.mode)
         kept = {g: "keep_float (requested)" for g in keep}
-        float_out, float_stats, export_check = _float_reference(module, batches, float_path, export, threads)
+        float_out, float_stats, export_check = _float_reference(module, choose_on, float_path, export, threads)
 
         runner = CandidateRunner(src, work, cfg.mode, groups, [n.name for n in nodes if n.group is None],
-                                 batches, float_out, float_stats, module.tok, cfg.max_wer_delta, threads,
+                                 choose_on, float_out, float_stats, module.tok, cfg.max_wer_delta, threads,
                                  CalibReader(calib_batches) if calib_batches else None, not has_vnni())
         first = runner.candidate(list(kept))
         sens = []
@@ -214,6 +232,7 @@ def _quantize_into(out: Path, checkpoint: Path, calib: str | Path, data: str | P
         ref_frames, rows, summary, per_group, group_rows = _coverage(
             module, float_path, src_model, nodes, groups, final.path, kept, cfg.mode, threads)
         accepted, reason = _verdict(final.gate, summary, cfg)
+        held_out = _held_out(module, batches, final.path, threads, data) if select is not None else None
         size = _sizes(module, ckpt, float_path, final.path)
         latency = _latency(module, final.path, float_path, latency_batch(module, data_rows, LATENCY_BATCH_UTTS),
                            threads, cfg.latency_repeats)
@@ -239,6 +258,9 @@ def _quantize_into(out: Path, checkpoint: Path, calib: str | Path, data: str | P
                   else "IntegerOps (DynamicQuantizeMatMul)", "weights": "int8 symmetric per output channel",
                   "activations": "uint8 asymmetric per tensor", **cfg.model_dump()},
         machine=cpu_info(), wall_s=time.perf_counter() - start)
+    if select is not None:
+        report.data.update(select=str(select), select_utterances=len(select_rows))
+        report.extra["held_out"] = held_out
     report.write(out / art.REPORT_FILE)
     if art.sha256_file(ckpt) != digest:  # defensive: nothing above writes to it
         raise QuantizationError(f"{ckpt}: the float checkpoint changed during quantization")

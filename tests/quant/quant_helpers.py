@@ -1,10 +1,9 @@
 """Helpers shared by the int8 tests (imported as ``quant_helpers``: tests/quant is on sys.path).
 
-The checkpoint has random weights (BatchNorm statistics randomised so the folding is exercised) and
-a CTC head whose blank bias is raised: training even a tiny model to a useful WER takes minutes on
-two shared cores. The float model then emits blanks only, every hypothesis is empty and the float
-WER is exactly 100 %, which makes WER deltas deterministic: correct int8 keeps them at 0, and a
-deliberately broken int8 group shows up as insertions (tests of the gate and the fallback).
+The pipeline tests quantize the session's tiny *trained* model (``tiny_trained``, tests/conftest.py),
+so the WER gate compares real, non-trivial WERs. ``build_module`` still makes a random-weight
+checkpoint (BatchNorm statistics randomised, blank bias raised so the float WER is exactly 100 %)
+for the bad-input tests, which need a valid checkpoint but no meaningful WER.
 """
 from __future__ import annotations
 

@@ -107,7 +107,8 @@ def test_report_sizes_latency_and_files(dyn_run, ckpt):
     report, out = dyn_run
     assert art.sha256_file(ckpt) == report.checkpoint_sha256  # the float checkpoint is untouched
     d = json.loads((out / art.REPORT_FILE).read_text())
-    assert d["accepted"] is True and d["float_wer"] == 100.0 and d["wer_delta"] == 0.0
+    assert d["accepted"] is True and d["gate"]["passed"] is True
+    assert 0 < d["float_wer"] < 100  # a real model: the gate compares two meaningful WERs
     assert d["size"]["float_onnx_bytes"] == (out / art.FLOAT_FILE).stat().st_size
     assert d["size"]["int8_onnx_bytes"] == (out / art.MODEL_FILE).stat().st_size
     assert d["size"]["ratio"] < 0.4
