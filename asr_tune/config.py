@@ -135,6 +135,15 @@ class TrainerConfig(_Strict):
     clean_steps: int = Field(
         0, ge=0, description="first N optimizer steps without augmentation, SpecAugment or dropout")
 
+    @model_validator(mode="after")
+    def _check_rounds(self) -> "TrainerConfig":
+        if self.report_every_steps and self.report_every_audio_s:
+            raise ValueError("set one of report_every_steps / report_every_audio_s, not both")
+        if (self.report_every_steps or self.report_every_audio_s) and self.max_steps <= 0:
+            raise ValueError("report_every_steps / report_every_audio_s count training in steps: "
+                             "set trainer.max_steps > 0 (the training length)")
+        return self
+
 
 # One search dimension (``ParamSpec``, ``ParamType``) and the search space's checks live in the
 # config layer's ``asr_tune.space_spec`` (imported above; a space is part of the config).

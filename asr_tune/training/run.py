@@ -9,6 +9,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -103,6 +104,19 @@ def report_interval(cfg: ExperimentConfig, dm: ASRDataModule) -> int:
         audio_s, n_batches = dm.train_sampler().epoch_audio_s()
         return max(1, round(t.report_every_audio_s / (audio_s / max(n_batches, 1))))
     return 0
+
+
+def report_budget(cfg: ExperimentConfig, prep: "Prepared | None" = None) -> int:
+    """Reports in one full-length trial (the searchers' ``max_t``): epochs, or, with report rounds,
+    ``max_steps`` split into rounds (the audio-based interval needs the data: ``prep``)."""
+    t = cfg.trainer
+    if t.report_every_steps:
+        return math.ceil(t.max_steps / t.report_every_steps)
+    if t.report_every_audio_s:
+        if prep is None:
+            return t.max_steps  # an upper bound: at most one report per step
+        return math.ceil(t.max_steps * cfg.optim.grad_accum / prep.report_every_batches)
+    return t.max_epochs
 
 
 def prepare(cfg: ExperimentConfig, tokenizer: Tokenizer | None = None) -> Prepared:

@@ -70,8 +70,12 @@ class SearchResult:
 
 def _absolute_data_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """Trials run in other working directories: pin every data path to an absolute one."""
-    upd = {k: str(Path(getattr(cfg.data, k)).resolve()) for k in ("train", "dev", "test")}
-    return cfg.model_copy(update={"data": cfg.data.model_copy(update=upd)})
+    upd: dict[str, Any] = {k: str(Path(getattr(cfg.data, k)).resolve()) for k in ("train", "dev", "test")}
+    upd["train_mix"] = [m.model_copy(update={"path": str(Path(m.path).resolve())}) for m in cfg.data.train_mix]
+    feats = cfg.features
+    if feats.cache_dir:
+        feats = feats.model_copy(update={"cache_dir": str(Path(feats.cache_dir).resolve())})
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=upd), "features": feats})
 
 
 def check_storage(storage: str) -> str:
@@ -96,13 +100,16 @@ def check_storage(storage: str) -> str:
     return str(path)
 
 
-def _check_data(cfg: ExperimentConfig) -> None:
+def _check_data(cfg: ExperimentConfig) -> int:
+    """Validate every split and build the base config's feature cache once, before any trial
+    (trials with other feature settings build theirs under a lock); returns the report budget."""
     from asr_tune.data.datamodule import validated_rows
-    from asr_tune.training.run import ensure_corpus
+    from asr_tune.training.run import ensure_corpus, prepare, report_budget
 
     ensure_corpus(cfg)
     for split in ("train", "dev", "test"):
         validated_rows(getattr(cfg.data, split), cfg.data, split)
+    return report_budget(cfg, prepare(cfg))
 
 
 def _init_ray(address: str | None, min_cpus: float = 1.0) -> str | None:
@@ -163,12 +170,12 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     plan = preflight(cfg)  # searcher, options, space: fail early (``submit`` runs the same)
     storage_path = check_storage(s.storage)
     exp_name = s.name or f"{s.searcher}_{time.strftime('%Y%m%d-%H%M%S')}"
-    _check_data(cfg)
+    budget = _check_data(cfg)
     dashboard = _init_ray(address, sum(b.get("CPU", 0) for b in trial_bundles(cfg.resources)))
     cluster = ClusterShape.from_ray()
     check_feasible(cfg.resources, cluster)
     concurrency = concurrency_cap(s, max_concurrent(cfg.resources, cluster))
-    plan = build_search(s, max_t=cfg.trainer.max_epochs, max_concurrent=concurrency)  # capped searchers
+    plan = build_search(s, max_t=budget, max_concurrent=concurrency)  # capped searchers
     exp_dir = _experiment_dir(storage_path, exp_name)
     _write_state(exp_dir, cfg, exp_name)
     log.info("search %s: %s, %d samples, %d concurrent trial(s) on %g CPU / %g GPU", exp_name, s.searcher,
@@ -192,16 +199,17 @@ def preflight(cfg: ExperimentConfig) -> Any:
     """The searcher, its options and the space checked against each other without Ray running:
     unknown searcher, a space the searcher cannot take (``bayesopt`` with a choice, PBT mutating
     ``model.*``). ``search`` and ``submit`` (before contacting the head) both call it."""
+    from asr_tune.training.run import report_budget
     from asr_tune.tuning.registry import build_search
 
-    return build_search(cfg.search, max_t=cfg.trainer.max_epochs)
+    return build_search(cfg.search, max_t=report_budget(cfg))
 
 
 def concurrency_cap(s: Any, cluster_cap: int) -> int:
     """Unfinished trials at a time: the searcher's own ``max_concurrent`` option when set, else what
     fits the cluster. The one value goes to both ``build_search`` and ``TuneConfig``, so Tune neither
     rejects tpe/bayesopt's ``ConcurrencyLimiter`` nor overwrites bohb/rl's cap with another."""
-    from asr_tune.tuning.options import parse_options
+    from asr_tune.tuning.registry import parse_options
 
     return getattr(parse_options(s.searcher, s.options.get(s.searcher) or {}), "max_concurrent", 0) \
         or cluster_cap
