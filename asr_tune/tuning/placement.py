@@ -144,3 +144,35 @@ def trial_failures(grid: Any) -> dict[str, int]:
     """Trial id -> how many times Tune retried it (``FailureConfig``), from the grid's trials."""
     trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
     return {t.trial_id: int(t.run_metadata.num_failures) for t in trials}
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def torch_config(res: ResourceConfig):
+    """Ray Train's ``TorchConfig``: ``gloo`` without GPUs; with GPUs, the backend is chosen on the
+    workers themselves once they hold their GPU bundles: ``nccl`` where every worker sees a CUDA
+    device, else ``gloo`` (declared GPUs without CUDA: the workers train on CPU)."""
+    import dataclasses
+
+    from ray.train.torch import TorchConfig
+    from ray.train.torch.config import _TorchBackend
+
+    if not res.gpus_per_worker:
+        return TorchConfig(backend="gloo")
+
+    class _WorkerChosenBackend(_TorchBackend):
+        def on_start(self, worker_group: Any, backend_config: Any) -> None:
+            cuda = all(worker_group.execute(_cuda_available))
+            super().on_start(worker_group, dataclasses.replace(backend_config,
+                                                               backend="nccl" if cuda else "gloo"))
+
+    class _Config(TorchConfig):
+        @property
+        def backend_cls(self):  # noqa: ANN202 - Ray's own signature
+            return _WorkerChosenBackend
+
+    return _Config()

@@ -29,7 +29,7 @@ def _num(value: Any, spec: str) -> str:
 
 
 def _where(result: dict) -> str:
-    node = str(result.get("ray_node_id") or "")[:8] or "?"
+    node = "/".join(n[:8] for n in str(result.get("ray_node_id") or "").split("/")) or "?"  # DDP: per rank
     gpus = result.get("gpu_ids") or "-"
     return f"node {node} gpu {gpus} {result.get('accelerator') or '?'}"
 

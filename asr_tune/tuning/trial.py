@@ -122,8 +122,15 @@ def _worker_loop(loop_cfg: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayFSDPStrategy, RayLightningEnvironment
 
+    from asr_tune.training.run import resolve_accelerator
+
     cfg = config_from_dict(loop_cfg["config"], "trial config")
-    strategy = RayFSDPStrategy() if cfg.resources.strategy == "fsdp" else RayDDPStrategy()
+    kind = RayFSDPStrategy if cfg.resources.strategy == "fsdp" else RayDDPStrategy
+    if resolve_accelerator(cfg) == "cpu":  # declared GPUs without CUDA: Ray's device would be cuda:N
+        import torch
+
+        kind = type(f"Cpu{kind.__name__}", (kind,), {"root_device": property(lambda _: torch.device("cpu"))})
+    strategy = kind()
     kw = dict(strategy=strategy, plugins=[RayLightningEnvironment()], devices="auto")
     ckpt = ray.train.get_checkpoint() or loop_cfg.get("resume")  # worker retry first, then Tune's
     report = _placed(_train_report, cfg)
@@ -136,11 +143,11 @@ def _worker_loop(loop_cfg: dict[str, Any]) -> None:
 def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
     import ray.train
     from ray import tune
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
     from ray.train.v2.api.callback import UserCallback
     from ray.util.queue import Empty, Queue
 
-    from asr_tune.tuning.placement import scaling_config
+    from asr_tune.tuning.placement import scaling_config, torch_config
 
     queue: Queue = Queue(actor_options={"num_cpus": 0})
 
@@ -158,7 +165,7 @@ def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
     ctx = tune.get_context()
     trainer = TorchTrainer(
         _worker_loop, train_loop_config={"config": cfg.to_dict(), "resume": resume},
-        torch_config=TorchConfig(backend="nccl" if cfg.resources.gpus_per_worker else "gloo"),
+        torch_config=torch_config(cfg.resources),  # nccl only where the workers see CUDA
         scaling_config=scaling_config(cfg.resources),
         run_config=ray.train.RunConfig(
             name=f"train_{ctx.get_trial_id()}", storage_path=str(Path(ctx.get_trial_dir()) / "ray_train"),

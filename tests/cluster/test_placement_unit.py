@@ -83,5 +83,23 @@ def test_progress_line_fits_120_columns() -> None:
     line = report_line(42.4, "d6ff2_00003", result, "val_wer", 41.0, trials)
     assert line == ("[   42s] d6ff2_00003 ep   7 val_wer   48.31 best   41.00 node 6874ac80 gpu 1 cpu | "
                     "run 3 done 1 err 1")
+    ddp = {**result, "ray_node_id": "a" * 56 + "/" + "b" * 56, "gpu_ids": "0/1", "accelerator": "cpu/cpu"}
+    assert " node aaaaaaaa/bbbbbbbb gpu 0/1 cpu/cpu | " in report_line(1, "t", ddp, "val_wer", None, trials)
     long = report_line(1e6, "x" * 200, result, "val_wer", None, trials)
     assert len(long) == WIDTH
+
+
+@pytest.mark.parametrize(("workers_see_cuda", "backend"), [([True, True], "nccl"), ([True, False], "gloo"),
+                                                           ([False, False], "gloo")])
+def test_ddp_backend_is_chosen_by_what_the_gpu_workers_see(monkeypatch: pytest.MonkeyPatch,
+                                                           workers_see_cuda: list[bool], backend: str) -> None:
+    """Declared GPUs without CUDA get gloo (nccl would fail); real CUDA on every worker gets nccl."""
+    from ray.train.torch.config import _TorchBackend
+
+    chosen: list[str] = []
+    monkeypatch.setattr(_TorchBackend, "on_start", lambda self, wg, cfg: chosen.append(cfg.backend))
+    cfg = placement.torch_config(ResourceConfig(strategy="ddp", workers_per_trial=2, gpus_per_worker=1))
+    group = SimpleNamespace(execute=lambda fn: workers_see_cuda)
+    cfg.backend_cls().on_start(group, cfg)
+    assert chosen == [backend]
+    assert placement.torch_config(ResourceConfig(strategy="ddp", workers_per_trial=2)).backend == "gloo"
