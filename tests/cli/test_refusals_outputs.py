@@ -37,7 +37,7 @@ def test_quantize_interrupted_or_failing_keeps_the_accepted_artefact(tmp_path: P
     before = _previous_output(out, ("ACCEPTED", "model.int8.onnx", "meta.json", "report.json"))
     good = fsdd_manifest(tmp_path / "good.jsonl")
     argv = ["quantize", ckpt, "--calib", good, "--data", good, "--out", out, "--skip-sensitivity"]
-    monkeypatch.setattr(pipeline, "_latency", _interrupt)  # Ctrl-C after the ONNX export was written
+    monkeypatch.setattr(pipeline, "_float_reference", _interrupt)  # Ctrl-C after the ONNX export was written
     assert main([str(a) for a in argv]) == 130
     assert snapshot(out) == before
     _no_staging_left(out)
