@@ -134,6 +134,8 @@ class TrainerConfig(_Strict):
         0.0, ge=0, description="or every this many seconds of training audio (0 = off)")
     clean_steps: int = Field(
         0, ge=0, description="first N optimizer steps without augmentation, SpecAugment or dropout")
+    average_top_k: int = Field(
+        0, ge=0, description="train: average the k best checkpoints' weights; kept if better on dev")
 
     @model_validator(mode="after")
     def _check_rounds(self) -> "TrainerConfig":

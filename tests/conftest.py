@@ -13,6 +13,31 @@ from pathlib import Path
 
 import pytest
 
+TINY_SR = 8000
+
+
+def tiny_word_corpus(tmp: Path) -> dict[str, str]:
+    """12 train + 4 dev noise clips with one-to-three-word transcripts (seconds to train on)."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    words = ["one", "two", "three"]
+    out = {}
+    for split, n in (("train", 12), ("dev", 4)):
+        rows = []
+        for i in range(n):
+            dur = 0.5 + 0.1 * (i % 4)
+            path = tmp / f"{split}{i}.flac"
+            sf.write(str(path), (0.1 * rng.standard_normal(int(dur * TINY_SR))).astype(np.float32), TINY_SR,
+                     subtype="PCM_16")
+            rows.append({"audio_filepath": str(path), "duration": dur, "text": " ".join(words[: 1 + i % 3]),
+                         "speaker": "s", "id": f"{split}{i}"})
+        (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out[split] = str(tmp / f"{split}.jsonl")
+    return out
+
+
 FSDD = Path(os.environ.get("ASR_TUNE_FSDD", Path(__file__).resolve().parents[2] / "shared/data/fsdd"))
 TINY_STEPS = 200
 

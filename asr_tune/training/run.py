@@ -28,6 +28,7 @@ from asr_tune.data.datamodule import DECODE_BATCH_SECONDS
 from asr_tune.data.manifest import Utterance
 from asr_tune.model.decoding import WERStats, wer_stats
 from asr_tune.model.lightning_module import ASRModule, load_asr_checkpoint
+from asr_tune.training.averaging import AVERAGED, average_checkpoints, top_k_callback
 from asr_tune.training.console import console_callbacks
 from asr_tune.data.tokenizer import Tokenizer, train_tokenizer
 
@@ -174,6 +175,7 @@ class TrainResult:
     n_params: int
     metric: str = "val_wer"  # what picked the best checkpoint (search.metric)
     best_score: float = float("nan")  # its best value; best_val_wer is NaN unless metric is val_wer
+    averaged: dict | None = None  # trainer.average_top_k: the average's dev WER and whether it was kept
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,7 +218,8 @@ def _train_into(out: Path, cfg: ExperimentConfig, evaluate_test: bool) -> TrainR
     cfg.dump_yaml(out / "config.yaml")
     ckpt_cb_dir = out / "checkpoints"
     callbacks = standard_callbacks(cfg, ckpt_cb_dir) + console_callbacks(cfg)  # epoch lines without a bar
-    trainer = make_trainer(cfg, callbacks, out, **prep.loop_kwargs())
+    top = top_k_callback(cfg, ckpt_cb_dir) if cfg.trainer.average_top_k > 1 else None
+    trainer = make_trainer(cfg, callbacks + ([top] if top else []), out, **prep.loop_kwargs())
     trainer.fit(prep.module, datamodule=prep.datamodule)
     ckpt = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
     best = ckpt.best_model_path or ckpt.last_model_path
@@ -224,11 +227,27 @@ def _train_into(out: Path, cfg: ExperimentConfig, evaluate_test: bool) -> TrainR
     result = TrainResult(best, score if ckpt.monitor == "val_wer" else float("nan"), None,
                          trainer.current_epoch, 0.0,
                          sum(p.numel() for p in prep.module.model.parameters()), ckpt.monitor, score)
+    if top is not None and len(top.best_k_models) > 1 and ckpt.monitor == "val_wer":
+        _keep_average_if_better(result, cfg, [Path(p) for p in top.best_k_models], ckpt_cb_dir)
     if evaluate_test:
         result.test = evaluate(best, cfg.data.test, out_json=out / "test_wer.json").to_dict()
     result.wall_s = time.perf_counter() - start
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def _keep_average_if_better(result: TrainResult, cfg: ExperimentConfig, tops: list[Path],
+                            ckpt_dir: Path) -> None:
+    """Average the top-k checkpoints; the result points at the average only if its dev WER (scored
+    the same way as the single best's, on the full dev split) is lower."""
+    averaged = average_checkpoints(tops, ckpt_dir / AVERAGED)
+    dev_best = evaluate(result.best_checkpoint, cfg.data.dev).wer
+    dev_avg = evaluate(averaged, cfg.data.dev).wer
+    log.info("checkpoint average of %d: dev WER %.2f%% vs best single %.2f%%", len(tops), dev_avg, dev_best)
+    result.averaged = {"k": len(tops), "dev_wer": dev_avg, "best_single_dev_wer": dev_best,
+                       "kept": dev_avg < dev_best}
+    if dev_avg < dev_best:
+        result.best_checkpoint, result.best_val_wer, result.best_score = str(averaged), dev_avg, dev_avg
 
 
 @torch.inference_mode()

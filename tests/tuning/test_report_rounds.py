@@ -2,41 +2,19 @@
 val_wer and a checkpoint, the searchers' budget in reports, and clean steps without dropout."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from asr_tune.config import load_config
 from asr_tune.errors import ConfigError
-
-SR = 8000
-
-
-def _tiny_corpus(tmp: Path) -> dict[str, str]:
-    rng = np.random.default_rng(0)
-    words = ["one", "two", "three"]
-    out = {}
-    for split, n in (("train", 12), ("dev", 4)):
-        rows = []
-        for i in range(n):
-            dur = 0.5 + 0.1 * (i % 4)
-            wav = 0.1 * rng.standard_normal(int(dur * SR)).astype(np.float32)
-            path = tmp / f"{split}{i}.flac"
-            sf.write(str(path), wav, SR, subtype="PCM_16")
-            rows.append({"audio_filepath": str(path), "duration": dur, "text": " ".join(words[: 1 + i % 3]),
-                         "speaker": "s", "id": f"{split}{i}"})
-        (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        out[split] = str(tmp / f"{split}.jsonl")
-    return out
+from tests.conftest import TINY_SR as SR, tiny_word_corpus
 
 
 def _cfg(tmp: Path, **extra):
-    c = _tiny_corpus(tmp)
+    c = tiny_word_corpus(tmp)
     return load_config(None, {
         "data.train": c["train"], "data.dev": c["dev"], "data.test": c["dev"], "data.sample_rate": SR,
         "data.synth_if_missing": False, "data.batch_size": 2, "features.n_mels": 16,
