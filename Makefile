@@ -1,6 +1,7 @@
 # Fresh machine -> working install -> the main job or the tests. Every target sets itself up.
 #   make run    # build the synthetic corpus if absent and run a small ASHA search on local Ray
 #   make test   # the full test suite (the command CI runs)
+#   make digits # FSDD connected digits (speaker-disjoint) + eSpeak NG synthetic digit strings for the mix
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
@@ -23,3 +24,4 @@ test: setup
 
 digits: setup
 	$(VENV)/bin/asr-tune corpus digits --src ../shared/data/fsdd --out data/fsdd_digits --test-speakers yweweler --dev-speakers lucas --n-train 1200 --n-dev 150 --n-test 300
+	$(VENV)/bin/asr-tune corpus synth --mode digits --out data/synth_digits --utterances 3000
