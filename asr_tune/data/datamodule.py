@@ -29,7 +29,7 @@ from asr_tune.data.cache import FeatureStore, cache_folder, speed_waveform
 from asr_tune.data.features import LogMel
 from asr_tune.data.checks import check_all
 from asr_tune.data.manifest import Utterance, load_corpus
-from asr_tune.data.sampling import BatchPlan, DurationBatchSampler, EpochBatchSampler, ItemKey
+from asr_tune.data.sampling import BatchPlan, DurationBatchSampler, EpochBatchSampler, ItemKey, Padded
 from asr_tune.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ def _targets(items: list[dict]) -> dict:
     for i, x in enumerate(items):
         tgt[i, : len(x["tokens"])] = x["tokens"]
     return {"targets": tgt, "target_lens": tgt_lens, "texts": [x["text"] for x in items],
-            "ids": [x["id"] for x in items]}
+            "ids": [x["id"] for x in items],
+            "pad": torch.tensor([bool(x.get("pad")) for x in items])}  # DDP padding repeats
 
 
 def collate_features(items: list[dict]) -> dict:
@@ -162,7 +163,7 @@ class FeatureDataset(Dataset):
         utt = self.rows[i]
         return {"feats": self.mel.finish(logp[None], n)[0],
                 "tokens": torch.tensor(self.tok.encode(utt.text), dtype=torch.long),
-                "text": utt.text, "id": utt.id}
+                "text": utt.text, "id": utt.id, "pad": isinstance(key, Padded)}
 
 
 class ASRDataModule(L.LightningDataModule):
@@ -227,7 +228,8 @@ class ASRDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         ds = self.dataset("dev")
-        return self._loader(ds, DurationBatchSampler([r.duration for r in ds.rows], self.plan(False)))
+        return self._loader(ds, DurationBatchSampler([r.duration for r in ds.rows], self.plan(False),
+                                                     mark_padding=True))
 
     def test_dataloader(self) -> DataLoader:
         ds = self.dataset("test")

@@ -76,18 +76,28 @@ def rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def shard(batches: list, rank: int, world: int) -> list:
+class Padded(int):
+    """A row index inside a duplicate batch that only pads a rank (so all ranks run the same number
+    of steps): evaluation must not count it."""
+
+
+def shard(batches: list, rank: int, world: int, mark: bool = False) -> list:
+    """This rank's every ``world``-th batch, padded with repeats; ``mark``: repeats hold ``Padded``."""
     if world <= 1:
         return batches
     per_rank = math.ceil(len(batches) / world)
-    return (batches * (1 + world))[: per_rank * world][rank::world]
+    padded = (batches * (1 + world))[: per_rank * world]
+    if mark:
+        padded = [b if k < len(batches) else [Padded(i) for i in b] for k, b in enumerate(padded)]
+    return padded[rank::world]
 
 
 class DurationBatchSampler(Sampler[list[int]]):
     """Batches over a fixed set of rows; the epoch (``set_epoch``) reseeds the shuffle."""
 
-    def __init__(self, durations: list[float], plan: BatchPlan) -> None:
+    def __init__(self, durations: list[float], plan: BatchPlan, mark_padding: bool = False) -> None:
         self.durations, self.plan, self.epoch = durations, plan, 0
+        self.mark_padding = mark_padding  # evaluation: DDP padding batches hold ``Padded`` indices
         self.sampler = _EpochHook(self)
 
     def set_epoch(self, epoch: int) -> None:
@@ -106,7 +116,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(shard(self._batches(), *rank_world()))
+        return iter(shard(self._batches(), *rank_world(), mark=self.mark_padding))
 
     def __len__(self) -> int:
         return math.ceil(len(self._batches()) / rank_world()[1])

@@ -67,6 +67,7 @@ class ASRModule(L.LightningModule):
         self.specaug = SpecAugment(cfg.features)
         self.model = ConformerCTC(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
         self._val: list[tuple[list[str], list[str]]] = []
+        self._val_loss: list[tuple[float, int]] = []  # (sum of per-utterance losses, utterances)
         self.last_val: dict[str, float] = {}
 
     # ---- inference -------------------------------------------------------------------------------
@@ -113,21 +114,34 @@ class ASRModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, log_probs, out_len = self._loss(batch)
-        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["texts"]))
-        self._val.append((batch["texts"], decode_batch(log_probs, out_len, self.tok)))
+        _, log_probs, out_len = self._loss(batch)
+        # per-utterance CTC loss (the terms of reduction="mean"), summed over this rank's real
+        # utterances; a DDP padding repeat (batch["pad"]) counts for neither loss nor WER
+        per_utt = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_len, batch["target_lens"],
+                             blank=BLANK, reduction="none", zero_infinity=True)
+        per_utt = per_utt / batch["target_lens"].clamp_min(1).to(per_utt)
+        pad = batch.get("pad")
+        keep = ~pad.to(per_utt.device) if pad is not None else torch.ones_like(per_utt, dtype=torch.bool)
+        hyps, kept = decode_batch(log_probs, out_len, self.tok), keep.tolist()
+        self._val.append(([t for t, k in zip(batch["texts"], kept) if k],
+                          [h for h, k in zip(hyps, kept) if k]))
+        self._val_loss.append((float(per_utt[keep].sum()), int(keep.sum())))
 
     def on_validation_epoch_end(self) -> None:
         refs = [r for refs, _ in self._val for r in refs]
         hyps = [h for _, hyps in self._val for h in hyps]
         self._val.clear()
+        loss_sum, loss_n = sum(s for s, _ in self._val_loss), sum(n for _, n in self._val_loss)
+        self._val_loss.clear()
         stats = wer_stats(refs, hyps)
         local_utts = float(stats.n_utts)
         counts = torch.tensor([stats.substitutions + stats.deletions + stats.insertions, stats.n_words,
-                               stats.n_utts], dtype=torch.float64, device=self.device)
-        if self.trainer.world_size > 1:  # corpus WER over every rank's utterances
+                               stats.n_utts, loss_sum, loss_n],
+                              dtype=torch.float64, device=self.device)
+        if self.trainer.world_size > 1:  # corpus WER and mean loss over every rank's utterances
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
         wer = float(100.0 * counts[0] / counts[1].clamp_min(1))
+        self.log("val_loss", float(counts[3] / counts[4].clamp_min(1)), prog_bar=True, sync_dist=False)
         self.log("val_wer", wer, prog_bar=True, sync_dist=False)
         self.log("val_utts", float(counts[2]), sync_dist=False)  # all ranks' utterances
         self.log("val_utts_local", local_utts, sync_dist=False, rank_zero_only=True)  # this rank's share
