@@ -22,15 +22,18 @@ import ctypes
 import ctypes.util
 import functools
 import inspect
+import logging
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, TypeVar
 
 from asr_tune.errors import AsrTuneError
 
+log = logging.getLogger(__name__)
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 STAGING_MARK = ".staging-"
@@ -114,8 +117,11 @@ def swap_in(new: Path, dest: Path, owned: Collection[str] | None = None) -> None
 
 @contextmanager
 def staged_dir(dest: str | Path, owned: Collection[str] | None = None,
-               error: type[AsrTuneError] = AsrTuneError) -> Iterator[Path]:
-    """Yield an empty sibling folder of ``dest``; swap it in on success, remove it on any failure."""
+               error: type[AsrTuneError] = AsrTuneError,
+               keep_partial: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield an empty sibling folder of ``dest``; swap it in on success, remove it on any failure —
+    unless ``keep_partial(staging)`` says it holds finished work (a training run's checkpoints):
+    then it is renamed to ``<dest>.incomplete-<time>`` beside ``dest`` and the path logged."""
     dest = check_output_dir(dest, error)
     created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +129,11 @@ def staged_dir(dest: str | Path, owned: Collection[str] | None = None,
     try:
         yield tmp
     except BaseException:
+        if keep_partial is not None and keep_partial(tmp):
+            kept = dest.with_name(f"{dest.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.rename(tmp, kept)
+            log.warning("the run did not finish; its checkpoints so far are kept in %s", kept)
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
         for p in created:  # innermost first: folders this build made, if still empty
             try:

@@ -191,7 +191,7 @@ def train(cfg: ExperimentConfig, evaluate_test: bool = True) -> TrainResult:
 
     check_accelerator(cfg)
     dest = Path(cfg.trainer.output_dir)
-    with staged_dir(dest, owned=RUN_ENTRIES, error=ConfigError) as stage:
+    with staged_dir(dest, owned=RUN_ENTRIES, error=ConfigError, keep_partial=_has_checkpoints) as stage:
         result = _train_into(stage, cfg, evaluate_test)
         result.best_checkpoint = str(restage(Path(result.best_checkpoint), stage, dest))
         if result.test is not None:
@@ -202,6 +202,11 @@ def train(cfg: ExperimentConfig, evaluate_test: bool = True) -> TrainResult:
 
 
 RUN_ENTRIES = ("config.yaml", "checkpoints", "logs", "test_wer.json", "result.json")
+
+
+def _has_checkpoints(stage: Path) -> bool:
+    """An interrupted run that already saved checkpoints keeps them (see ``staged_dir``)."""
+    return any((stage / "checkpoints").glob("*.ckpt"))
 
 
 def check_accelerator(cfg: ExperimentConfig) -> None:
