@@ -9,14 +9,19 @@ nothing of the registry.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from asr_tune.errors import SearchError
 
-if TYPE_CHECKING:
-    from asr_tune.tuning.plan import BuildContext
+
+class BuildContext(Protocol):
+    """What option checks read of ``asr_tune.tuning.plan.BuildContext`` (no import: plan imports us)."""
+
+    name: str
+    max_t: int
+    num_samples: int
 
 
 class SearcherOptions(BaseModel):
