@@ -29,16 +29,8 @@ from asr_tune.tuning.folder import (  # noqa: F401  (re-exported: the report's n
     read_history, read_json)
 
 @dataclass
-class TrialRecord:
-    """One trial: its sampled overrides and its per-epoch results (``history``)."""
-
-    trial_id: str
-    index: int
-    path: str
-    config: dict[str, Any]
-    history: pd.DataFrame
-    status: str = "TERMINATED"
-    error: str | None = None
+class TrialRecord(TrialFolder):
+    """One trial as the report uses it: the reader's trial, its history with event times and compute."""
 
     @property
     def epochs(self) -> int:

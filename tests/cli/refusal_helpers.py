@@ -101,3 +101,16 @@ def fsdd_manifest(path: Path, n: int = 4, **edit) -> Path:
     rows[0].update(edit)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def tiny_train_yaml(tmp_path: Path, out: Path, train: Path | None = None) -> Path:
+    """A one-epoch tiny-model config on FSDD manifests (``train`` given, or 6 fresh rows)."""
+    train = train or fsdd_manifest(tmp_path / "train.jsonl", n=6)
+    dev = fsdd_manifest(tmp_path / "dev.jsonl", n=3)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"""data: {{train: {train}, dev: {dev}, test: {dev}, sample_rate: 8000, synth_if_missing: false}}
+features: {{n_mels: 40}}
+model: {{d_model: 32, num_layers: 1, num_heads: 2, ffn_mult: 2, conv_kernel: 7}}
+trainer: {{max_epochs: 1, early_stopping_patience: 0, threads: 1, progress_bar: false, output_dir: {out}}}
+""")
+    return cfg

@@ -10,20 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from refusal_helpers import FSDD, fsdd_manifest, refuse, save_checkpoint, snapshot, tiny_module
+from refusal_helpers import FSDD, fsdd_manifest, refuse, save_checkpoint, snapshot, tiny_module, tiny_train_yaml
 
 from asr_tune.cli import main
-
-
-def _tiny_yaml(tmp_path: Path, train: Path, out: Path) -> Path:
-    dev = fsdd_manifest(tmp_path / "dev.jsonl", n=3)
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"""data: {{train: {train}, dev: {dev}, test: {dev}, sample_rate: 8000, synth_if_missing: false}}
-features: {{n_mels: 40}}
-model: {{d_model: 32, num_layers: 1, num_heads: 2, ffn_mult: 2, conv_kernel: 7}}
-trainer: {{max_epochs: 1, early_stopping_patience: 0, threads: 1, progress_bar: false, output_dir: {out}}}
-""")
-    return cfg
 
 
 def _bad_audio(tmp_path: Path, kind: str) -> tuple[Path, float, str]:
@@ -54,7 +43,7 @@ def test_bad_training_audio_is_refused_before_the_first_step(tmp_path: Path, cap
     before = snapshot(out)
     steps: list[int] = []
     monkeypatch.setattr(ASRModule, "training_step", lambda self, b, i: steps.append(i))
-    refuse(["train", _tiny_yaml(tmp_path, train, out)], capsys, f"{train}:1", str(bad), says)
+    refuse(["train", tiny_train_yaml(tmp_path, out, train)], capsys, f"{train}:1", str(bad), says)
     assert steps == []
     assert snapshot(out) == before
 
@@ -63,7 +52,7 @@ def test_skip_bad_utterances_on_train_skips_with_a_warning(tmp_path: Path, capsy
     bad, duration, _ = _bad_audio(tmp_path, "nan_samples")
     train = fsdd_manifest(tmp_path / "train.jsonl", n=6, audio_filepath=str(bad), duration=duration)
     out = tmp_path / "run"
-    assert main(["train", str(_tiny_yaml(tmp_path, train, out)), "--no-test", "--skip-bad-utterances"]) == 0
+    assert main(["train", str(tiny_train_yaml(tmp_path, out, train)), "--no-test", "--skip-bad-utterances"]) == 0
     assert "skipped 1 bad utterance" in caplog.text + capsys.readouterr().err
     assert (out / "checkpoints").is_dir()
 

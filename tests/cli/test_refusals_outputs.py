@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from refusal_helpers import FSDD, fsdd_manifest, refuse, save_checkpoint, snapshot, tiny_module
+from refusal_helpers import FSDD, fsdd_manifest, refuse, save_checkpoint, snapshot, tiny_module, tiny_train_yaml
 
 from asr_tune.cli import main
 from asr_tune.errors import DataError
@@ -73,18 +73,6 @@ def test_a_failing_corpus_rebuild_keeps_the_previous_corpus(tmp_path: Path, caps
     _no_staging_left(out)
 
 
-def _train_yaml(tmp_path: Path, out: Path) -> Path:
-    train = fsdd_manifest(tmp_path / "train.jsonl", n=6)
-    dev = fsdd_manifest(tmp_path / "dev.jsonl", n=3)
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"""data: {{train: {train}, dev: {dev}, test: {dev}, sample_rate: 8000, synth_if_missing: false}}
-features: {{n_mels: 40}}
-model: {{d_model: 32, num_layers: 1, num_heads: 2, ffn_mult: 2, conv_kernel: 7}}
-trainer: {{max_epochs: 1, early_stopping_patience: 0, threads: 1, progress_bar: false, output_dir: {out}}}
-""")
-    return cfg
-
-
 def test_a_failing_train_keeps_the_previous_run(tmp_path: Path, capsys, monkeypatch) -> None:
     from asr_tune.model.lightning_module import ASRModule
 
@@ -98,11 +86,11 @@ def test_a_failing_train_keeps_the_previous_run(tmp_path: Path, capsys, monkeypa
         raise DataError("dev.jsonl: simulated failure after the first epoch")
 
     monkeypatch.setattr(ASRModule, "on_validation_epoch_end", fail)
-    refuse(["train", _train_yaml(tmp_path, out), "--no-test"], capsys, "simulated failure")
+    refuse(["train", tiny_train_yaml(tmp_path, out), "--no-test"], capsys, "simulated failure")
     assert snapshot(out) == before
     _no_staging_left(out)
     monkeypatch.undo()
-    assert main(["train", str(_train_yaml(tmp_path, out)), "--no-test"]) == 0  # success swaps in
+    assert main(["train", str(tiny_train_yaml(tmp_path, out)), "--no-test"]) == 0  # success swaps in
     assert (out / "checkpoints" / "best.ckpt").read_bytes() != b"previous weights"
     assert "data:" in (out / "config.yaml").read_text()
     assert (out / "notes.txt").read_text() == "the user's own file\n"  # not ours: carried over
