@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -155,20 +156,29 @@ def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
         """Runs in the Train controller: hand each rank-0 report (and its checkpoint) to the trial."""
 
         def __init__(self, q: Queue) -> None:
-            self.q = q
+            self.q, self.sent_handle = q, False
 
         def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
+            if not self.sent_handle:  # the trial aborts the run through the controller's handle
+                import ray
+
+                self.q.put({"controller": ray.get_runtime_context().current_actor})
+                self.sent_handle = True
             from asr_tune.tuning.placement import merge_ranks
 
             self.q.put({"metrics": {**metrics[0], **merge_ranks(metrics)}, "checkpoint": checkpoint})
 
     ctx = tune.get_context()
+    storage = ctx.get_storage()  # the trial's own storage (shared, pruned with the experiment)
     trainer = TorchTrainer(
         _worker_loop, train_loop_config={"config": cfg.to_dict(), "resume": resume},
         torch_config=torch_config(cfg.resources),  # nccl only where the workers see CUDA
         scaling_config=scaling_config(cfg.resources),
         run_config=ray.train.RunConfig(
-            name=f"train_{ctx.get_trial_id()}", storage_path=str(Path(ctx.get_trial_dir()) / "ray_train"),
+            # a fresh run name per (re)start: Train V2 would otherwise restore its own last snapshot
+            # and prefer it over the Tune checkpoint it is given (a PBT exploit's donor weights)
+            name=f"train_{ctx.get_trial_id()}_{uuid.uuid4().hex[:8]}",
+            storage_path=f"{storage.trial_fs_path}/ray_train", storage_filesystem=storage.storage_filesystem,
             callbacks=[ForwardToTune(queue)],
             failure_config=ray.train.FailureConfig(max_failures=cfg.search.max_failures)))
     box: dict[str, BaseException] = {}
@@ -181,13 +191,48 @@ def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
 
     thread = threading.Thread(target=fit, name="torch-trainer", daemon=True)
     thread.start()
-    while thread.is_alive() or not queue.empty():
-        try:
-            item = queue.get(timeout=1.0)
-        except Empty:
-            continue
-        ck = item["checkpoint"]
-        tune.report(item["metrics"],
-                    checkpoint=tune.Checkpoint(ck.path, filesystem=ck.filesystem) if ck else None)
-    if "error" in box:
+    controller, stopped = None, False
+    try:
+        while thread.is_alive() or not queue.empty():
+            try:
+                item = queue.get(timeout=1.0)
+            except Empty:
+                if _tune_stopping():  # stopped/paused between reports: do not wait for the next one
+                    stopped = True
+                    break
+                continue
+            if "controller" in item:
+                controller = item["controller"]
+                continue
+            ck = item["checkpoint"]
+            # when Tune stops or pauses the trial, this raises SystemExit in the trial thread
+            tune.report(item["metrics"],
+                        checkpoint=tune.Checkpoint(ck.path, filesystem=ck.filesystem) if ck else None)
+    finally:
+        if thread.is_alive():  # stopped, paused or failed here: the Train run must not train on
+            abort_train_run(controller, thread)
+    if "error" in box and not stopped:  # an aborted run's own error is not the trial's
         raise box["error"]
+
+
+def _tune_stopping() -> bool:
+    """Whether Tune asked this trial's function to stop (pause, scheduler stop, stopper)."""
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        return bool(session is not None and session.stop_event.is_set())
+    except (ImportError, AttributeError):
+        return False
+
+
+def abort_train_run(controller: Any, thread: threading.Thread, timeout_s: float = 20.0) -> None:
+    """Abort a running Train V2 run (its controller and workers) and wait for ``fit`` to return."""
+    import ray
+
+    if controller is not None:
+        try:
+            ray.get(controller.abort.remote(), timeout=timeout_s)
+        except Exception:  # the controller terminates itself: an actor error is the normal outcome
+            pass
+    thread.join(timeout_s)
