@@ -6,8 +6,8 @@ Measured on the same batches of one config's training draw (augmentation as conf
 - ``loader_audio``: the same loader with ``features.cache: false`` (decode FLAC, speed-perturb the
   waveform, log-mel, augment): the pre-cache path;
 - ``step``: utterances/s of forward + backward + AdamW step of the config's model, and of the
-  previous default FSDD model (d_model 96, 3 layers, x4 subsampling with d_model channels) on the
-  same batches;
+  previous default FSDD model (d_model 96, 3 layers, x4 subsampling with d_model channels) and of
+  this model with that previous subsampling, on the same batches;
 - epoch time (loader and step run serially in the training process, ``num_workers: 0``) for
   before (audio loader + previous model) and after (cache + this model), and each factor alone.
 
@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, machine_line, print_table, save_figure, silence, write_json  # noqa: E402
 
+PREVIOUS_SUBSAMPLING = {"model.subsampling": 4, "model.subsampling_channels": 0}
 PREVIOUS_MODEL = {"model.d_model": 96, "model.num_layers": 3, "model.subsampling": 4,
                   "model.subsampling_channels": 0, "model.ffn_mult": 2}
 
@@ -86,6 +87,7 @@ def main() -> int:
     audio_rate, _ = _loader_rate(base.with_overrides({"features.cache": False}), n)
     step_new, params_new = _step_rate(base, batches)
     step_old, params_old = _step_rate(base.with_overrides(PREVIOUS_MODEL), batches)
+    step_sub, _ = _step_rate(base.with_overrides(PREVIOUS_SUBSAMPLING), batches)
 
     def epoch_s(loader: float, step: float, utts: int) -> float:
         return utts * (1 / loader + 1 / step)
@@ -94,12 +96,14 @@ def main() -> int:
     per = {"before (audio + previous model)": epoch_s(audio_rate, step_old, utts),
            "cache + previous model": epoch_s(cache_rate, step_old, utts),
            "audio + this model": epoch_s(audio_rate, step_new, utts),
+           "cache + this model, x4 / d_model-channel subsampling": epoch_s(cache_rate, step_sub, utts),
            "after (cache + this model)": epoch_s(cache_rate, step_new, utts)}
     before = per["before (audio + previous model)"]
     rows = [{"what": k, "s_per_batch": v / n, "speedup": before / v} for k, v in per.items()]
     result = {"machine": machine_info(), "config": args.config, "batches": n, "utterances": utts,
               "loader_cache_utts_per_s": cache_rate, "loader_audio_utts_per_s": audio_rate,
               "step_utts_per_s": step_new, "step_previous_model_utts_per_s": step_old,
+              "step_previous_subsampling_utts_per_s": step_sub,
               "params": params_new, "params_previous_model": params_old,
               "loader_cache_over_step": cache_rate / step_new, "loader_audio_over_step": audio_rate / step_new,
               "epoch": rows, "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
@@ -116,8 +120,8 @@ def main() -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.bar(["loader\ncache", "loader\naudio", "step\nthis model", "step\nprevious"],
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    a.bar(["loader\ncache", "loader\naudio", "step\nthis\nmodel", "step\nprevious\nmodel"],
           [cache_rate, audio_rate, step_new, step_old], color=["C0", "C1", "C2", "C3"])
     a.set_yscale("log")
     a.set_ylabel("utterances / s")
