@@ -35,7 +35,7 @@ this range (it must lie in (0, 1); near 1 no step would be left to anneal)."""
 
 def onecycle_pct_start(warmup_steps: int, total_steps: int) -> float:
     low, high = ONECYCLE_PCT_START
-    return warmup_steps / max(total_steps, 1)
+    return min(max(warmup_steps / max(total_steps, 1), low), high)
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int, d_model: int):
