@@ -81,7 +81,8 @@ def _wait_for(head: Any, job_id: str, wanted: str, timeout: float = 60) -> None:
 
 
 def _tiny_config(path: Path) -> Path:
-    path.write_text("search:\n  num_samples: 1\n")
+    path.write_text("search:\n  num_samples: 1\n  space:\n"  # submit's pre-flight needs a space
+                    "    optim.lr: {type: loguniform, low: 0.001, high: 0.01}\n")
     return path
 
 

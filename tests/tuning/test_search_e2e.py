@@ -70,7 +70,8 @@ def test_ddp_trial_two_gloo_workers_reports_both_ranks(corpus: Path, tmp_path: P
 
     cfg = load_config(TINY, tiny_overrides(
         corpus, tmp_path, **{"resources.strategy": "ddp", "resources.workers_per_trial": 2,
-                             "trainer.max_epochs": 1, "search.space": {}}))
+                             "trainer.max_epochs": 1, "search.space": {},
+                             "data.batch_seconds": 4.0}))  # several dev batches to share out
     res = search(cfg, searcher="random", num_samples=1, name="ddp")
     assert list(res.table["status"]) == ["TERMINATED"]
     trial_dir = Path(res.table.loc[0, "path"])
