@@ -1,7 +1,7 @@
 """Build an output folder beside its destination and swap it in only when the build succeeded.
 
 Every command that writes a folder (``quantize --out``, ``corpus synth|digits --out``, ``train``'s
-``trainer.output_dir``) builds into a fresh hidden sibling, ``.<name>.staging-XXXX``, and, on
+``trainer.output_dir``) builds into a fresh hidden sibling, ``.<name>.staging-<random>``, and, on
 success, exchanges it with the destination in one atomic ``renameat2(RENAME_EXCHANGE)`` (two
 renames where the kernel or filesystem lacks it). A failing or interrupted build (an exception,
 Ctrl-C, ``SystemExit``) only removes its staging folder: the previous output stays byte-identical.

@@ -103,10 +103,10 @@ def fsdd_manifest(path: Path, n: int = 4, **edit) -> Path:
     return path
 
 
-def tiny_train_yaml(tmp_path: Path, out: Path, train: Path | None = None) -> Path:
-    """A one-epoch tiny-model config on FSDD manifests (``train`` given, or 6 fresh rows)."""
+def tiny_train_yaml(tmp_path: Path, out: Path, train: Path | None = None, dev: Path | None = None) -> Path:
+    """A one-epoch tiny-model config on FSDD manifests (``train``/``dev`` given, or fresh rows)."""
     train = train or fsdd_manifest(tmp_path / "train.jsonl", n=6)
-    dev = fsdd_manifest(tmp_path / "dev.jsonl", n=3)
+    dev = dev or fsdd_manifest(tmp_path / "dev.jsonl", n=3)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(f"""data: {{train: {train}, dev: {dev}, test: {dev}, sample_rate: 8000, synth_if_missing: false}}
 features: {{n_mels: 40}}

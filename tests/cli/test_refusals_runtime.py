@@ -9,28 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from refusal_helpers import fsdd_manifest, refuse, save_checkpoint, tiny_module
+from refusal_helpers import fsdd_manifest, refuse, save_checkpoint, tiny_module, tiny_train_yaml
 
 from asr_tune.cli import main
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-def _yaml(tmp_path: Path, train: Path, out: Path) -> Path:
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"""data: {{train: {train}, dev: {train}, test: {train}, sample_rate: 8000, synth_if_missing: false}}
-features: {{n_mels: 40}}
-model: {{d_model: 32, num_layers: 1, num_heads: 2, ffn_mult: 2, conv_kernel: 7}}
-trainer: {{max_epochs: 1, early_stopping_patience: 0, threads: 1, progress_bar: false, output_dir: {out}}}
-""")
-    return cfg
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 @pytest.mark.parametrize("value", ["gpu", "cuda"])
 def test_gpu_without_cuda_is_one_line_before_anything_is_written(tmp_path: Path, capsys, value) -> None:
     out = tmp_path / "run"
-    cfg = _yaml(tmp_path, fsdd_manifest(tmp_path / "m.jsonl"), out)
+    m = fsdd_manifest(tmp_path / "m.jsonl")
+    cfg = tiny_train_yaml(tmp_path, out, m, dev=m)
     refuse(["train", cfg, "--set", f"trainer.accelerator={value}"], capsys, "trainer.accelerator", "no CUDA GPU")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "tiny.yaml"]
 
