@@ -45,3 +45,19 @@ def test_train_keeps_the_average_only_when_dev_is_better(tmp_path: Path) -> None
     chosen = min(avg["dev_wer"], avg["best_single_dev_wer"])
     assert res.best_val_wer == pytest.approx(chosen)
     assert evaluate(res.best_checkpoint, c["dev"]).wer == pytest.approx(chosen)
+
+
+@pytest.mark.parametrize("avg_wer,kept", [(8.0, True), (12.0, False), (10.0, False)])
+def test_average_replaces_the_best_only_when_strictly_better(tmp_path: Path, monkeypatch, avg_wer, kept) -> None:
+    import asr_tune.training.run as run
+    from asr_tune.training.averaging import AVERAGED
+
+    monkeypatch.setattr(run, "average_checkpoints", lambda paths, out: out)
+    monkeypatch.setattr(run, "evaluate", lambda ckpt, data: type("S", (), {
+        "wer": avg_wer if str(ckpt).endswith(AVERAGED) else 10.0})())
+    res = run.TrainResult(str(tmp_path / "best.ckpt"), 10.0, None, 1, 0.0, 1, "val_wer", 10.0)
+    cfg = load_config(None, {"data.dev": "dev.jsonl"})
+    run._keep_average_if_better(res, cfg, [tmp_path / "a.ckpt", tmp_path / "b.ckpt"], tmp_path)
+    assert res.averaged["kept"] is kept
+    assert res.best_checkpoint.endswith(AVERAGED) is kept
+    assert res.best_val_wer == (avg_wer if kept else 10.0)
