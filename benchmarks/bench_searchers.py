@@ -5,8 +5,12 @@ the benchmark reports the compute (trial-epochs, trial-seconds) and the trials i
 that target, as a ratio to random search's own compute, and its best val WER at the equal budget.
 
 Modes:
-  record  train every point of a small grid (optim.lr x model.num_layers x model.d_model, synthetic
-          corpus) for real, once, with ``asr-tune search`` (grid searcher); curves -> JSON.
+  record  train every point of a grid for real, once, with ``asr-tune search`` (grid searcher);
+          curves -> JSON. ``--task fsdd`` (default): the speaker-disjoint FSDD recipe
+          (configs/fsdd_digits.yaml, ``make digits`` first), 48 points over optim.lr x
+          model.num_layers x model.d_model x data.train_weight x features.vtlp, 400 steps each,
+          reported every 20 steps (20 reports). ``--task synth``: the older synthetic-corpus grid.
+          A killed recording resumes where it stopped when run again with the same --grid.
   replay  (default) a tabular benchmark: every searcher runs through real Ray Tune with the
           registry's own search_alg/scheduler (``build_search``), but its trainable reports the
           recorded curve of the sampled config (snapped to the grid) -- no training. Compute is
@@ -18,7 +22,8 @@ Usage::
     python benchmarks/bench_searchers.py --help
     python benchmarks/bench_searchers.py --quick                        # < 5 min on 2 cores
     python benchmarks/bench_searchers.py --mode replay --seeds 5 --out results/searchers
-    python benchmarks/bench_searchers.py --mode record --grid benchmarks/data/synth_grid.json
+    make digits && python benchmarks/bench_searchers.py --mode record     # ~40 min on 2 cores
+    python benchmarks/bench_searchers.py --mode replay --seeds 10 --out benchmarks/results/searchers
     python benchmarks/bench_searchers.py --mode live --searchers random,asha --seeds 3 --budget 48
 
 Writes ``OUT/searchers.json`` (per-run rows, per-searcher summary, grid diagnostics, machine info),
@@ -46,11 +51,20 @@ except ImportError:
 
 REPO = Path(__file__).resolve().parents[1]
 
-DEFAULT_GRID = REPO / "benchmarks" / "data" / "synth_grid.json"
+SYNTH_GRID = REPO / "benchmarks" / "data" / "synth_grid.json"
+FSDD_GRID = REPO / "benchmarks" / "data" / "fsdd_grid.json"
 BASE_CONFIG = REPO / "configs" / "ci_search_tiny.yaml"
+FSDD_CONFIG = REPO / "configs" / "fsdd_digits.yaml"
 FULL_AXES = {"optim.lr": [0.001, 0.002, 0.004, 0.008], "model.num_layers": [1, 2, 3],
              "model.d_model": [32, 64]}
 TINY_AXES = {"optim.lr": [0.002, 0.008], "model.num_layers": [1, 2], "model.d_model": [32]}
+FSDD_AXES = {"optim.lr": [0.0015, 0.003, 0.006], "model.num_layers": [2, 3],
+             "model.d_model": [64, 96], "data.train_weight": [0.2, 1.0],
+             "features.vtlp": [0.0, 0.15]}
+FSDD_OVERRIDES = {"trainer.max_steps": 400, "trainer.report_every_steps": 20,
+                  "trainer.average_top_k": 0, "trainer.clean_steps": 40, "optim.warmup_steps": 40,
+                  "trainer.threads": 1, "resources.cpus_per_worker": 1,
+                  "trainer.output_dir": "runs/fsdd_grid"}
 QUICK_SEARCHERS = ["random", "asha", "hyperband", "bohb", "tpe"]
 TARGETS = {"asha": 0.2, "bohb": 0.2}
 
@@ -66,17 +80,37 @@ def task_overrides(tiny: bool) -> dict[str, Any]:
             "resources.cpus_per_worker": 1}
 
 
-def record(grid_path: Path, tiny: bool, work: Path, command: str):
+def code_version() -> str:
+    """``git describe`` of the checkout that recorded (``+dirty`` with uncommitted changes)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record(grid_path: Path, tiny: bool, work: Path, command: str, task: str = "synth"):
     from asr_tune.tuning.replay import record_grid
 
-    axes = TINY_AXES if tiny else FULL_AXES
-    print(f"recording {'tiny ' if tiny else ''}grid {axes} -> {grid_path} (real trainings)", flush=True)
+    grid_path = grid_path.resolve()
+    if task == "fsdd":
+        config, axes, overrides = FSDD_CONFIG, FSDD_AXES, dict(FSDD_OVERRIDES)
+        missing = [p for p in ("data/fsdd_digits/train.jsonl", "data/synth_digits/train.jsonl")
+                   if not (REPO / p).is_file()]
+        if missing:
+            raise SystemExit(f"error: {', '.join(missing)} missing; run `make digits` first")
+    else:
+        config, axes, overrides = BASE_CONFIG, TINY_AXES if tiny else FULL_AXES, task_overrides(tiny)
+    print(f"recording {task} {'tiny ' if tiny else ''}grid {axes} -> {grid_path} (real trainings)",
+          flush=True)
     meta = {"command": command, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "produced_by": "benchmarks/bench_searchers.py --mode record", "base_config":
-            str(BASE_CONFIG.relative_to(REPO)), "task_overrides": task_overrides(tiny),
-            "machine": machine_info(), "path": str(grid_path)}
-    grid = record_grid(BASE_CONFIG, axes, task_overrides(tiny), storage=work, name=grid_path.stem,
-                       meta=meta)
+            "produced_by": "benchmarks/bench_searchers.py --mode record", "task": task,
+            "code_version": code_version(), "base_config": str(config.relative_to(REPO)),
+            "task_overrides": overrides, "machine": machine_info(), "path": str(grid_path)}
+    os.chdir(REPO)  # the configs' data paths are relative to the repository root
+    grid = record_grid(config, axes, overrides, storage=work, name=grid_path.stem, meta=meta)
     grid.meta.update(path=str(grid_path))
     grid.save(grid_path)
     print(f"wrote {grid_path}: {len(grid.points)} points x {grid.max_epochs} epochs "
@@ -105,7 +139,8 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
         from asr_tune.config import load_config
         from asr_tune.training.run import ensure_corpus
 
-        base = load_config(BASE_CONFIG, grid.meta.get("task_overrides") or task_overrides(False))
+        recorded = REPO / grid.meta["base_config"] if grid.meta.get("base_config") else BASE_CONFIG
+        base = load_config(recorded, grid.meta.get("task_overrides") or task_overrides(False))
         data = {k: str(Path(getattr(base.data, k)).resolve()) for k in ("train", "dev", "test")}
         base = base.model_copy(update={"data": base.data.model_copy(update=data)})
         ensure_corpus(base)
@@ -174,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=0,
                    help="trial-epochs per search (default: half of the grid's total epochs)")
     p.add_argument("--searchers", default="", help="comma list (default: every replayable one)")
-    p.add_argument("--grid", type=Path, default=DEFAULT_GRID, help="recorded grid JSON")
+    p.add_argument("--grid", type=Path, default=None,
+                   help=f"recorded grid JSON (default: {FSDD_GRID.relative_to(REPO)} for --task fsdd, "
+                        f"{SYNTH_GRID.relative_to(REPO)} for --task synth)")
+    p.add_argument("--task", choices=["fsdd", "synth"], default="fsdd",
+                   help="which recorded task (default fsdd; replay falls back to synth when the "
+                        "fsdd grid was not recorded)")
     p.add_argument("--tiny-grid", action="store_true", help="record: the tiny fallback grid")
     p.add_argument("--metric", default="val_wer", choices=["val_wer", "val_loss"])
     p.add_argument("--parallel", type=int, default=1,
@@ -192,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     work = (out / "experiments").resolve()
     print(machine_line(), flush=True)
+    if args.grid is None:
+        fsdd = args.task == "fsdd" and (args.mode == "record" or FSDD_GRID.is_file())
+        args.grid = FSDD_GRID if fsdd else SYNTH_GRID
     if args.mode == "record":
-        record(args.grid, args.tiny_grid, work, command)
+        record(args.grid, args.tiny_grid, work, command, task="synth" if args.tiny_grid else args.task)
         return 0
     from asr_tune.report.compare import compare_searchers, plot_comparison, rung_diagnostics
     from asr_tune.tuning.replay import load_grid

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,12 @@ class ExperimentFolder:
 
     @property
     def max_epochs(self) -> int:
-        """``trainer.max_epochs`` of the base config, else the most epochs any trial ran."""
-        return int((self.config.get("trainer") or {}).get("max_epochs")
-                   or max([epochs_of(t.history) for t in self.trials], default=0))
+        """Reports in one full-length trial: ``max_steps / report_every_steps`` with step-based
+        report rounds, else ``trainer.max_epochs`` of the base config, else the most any trial ran."""
+        t = self.config.get("trainer") or {}
+        if t.get("report_every_steps") and t.get("max_steps"):
+            return math.ceil(int(t["max_steps"]) / int(t["report_every_steps"]))
+        return int(t.get("max_epochs") or max([epochs_of(t.history) for t in self.trials], default=0))
 
 
 def read_json(path: Path) -> Any:

@@ -323,14 +323,23 @@ CURVE_KEYS = ("val_wer", "val_loss", "train_loss", "time_this_iter_s", "n_params
 def record_grid(config: str | Path, axes: dict[str, list[Any]], overrides: Mapping[str, Any],
                 storage: str | Path, name: str, meta: dict[str, Any] | None = None) -> RecordedGrid:
     """Train every grid point for real (``asr-tune search`` with the ``grid`` searcher, early
-    stopping off) and return the recorded curves; ``ValueError`` if a point has no full curve."""
-    from asr_tune.tuning.runner import search
+    stopping off) and return the recorded curves; ``ValueError`` if a point has no full curve.
+
+    Resumable: when ``storage/name`` already holds that search (a killed recording), it is resumed
+    (``asr-tune resume``): finished points are kept, unfinished ones continue from their checkpoint.
+    """
+    from asr_tune.tuning.runner import resume, search
 
     ov = {**dict(overrides), "search.searcher": "grid", "trainer.early_stopping_patience": 0,
           "search.evaluate_best_on_test": False, "search.quantize_top_k": 0,
           "search.space": {k: {"type": "grid", "values": list(v)} for k, v in axes.items()}}
     start = time.time()
-    res = search(config, searcher="grid", storage=str(storage), name=name, overrides=ov)
+    exp_dir = Path(storage).expanduser().resolve() / name
+    if (exp_dir / STATE_FILE).is_file() and any(exp_dir.glob("experiment_state*.json")):
+        logging.getLogger(__name__).warning("record_grid: resuming the recording in %s", exp_dir)
+        res = resume(exp_dir)
+    else:
+        res = search(config, searcher="grid", storage=str(storage), name=name, overrides=ov)
     exp = read_folder(res.experiment_dir)
     points, bad = [], []
     for t in exp.trials:

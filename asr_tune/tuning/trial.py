@@ -38,12 +38,35 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> ExperimentCon
     return cfg.with_overrides(trial_overrides(sampled, cfg.search.space), source="trial config")
 
 
+def weights_hash(module: L.LightningModule) -> str:
+    """A short content hash of the module's weights (which checkpoint a trial really runs on)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.blake2b(digest_size=8)
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 class EpochReporter(Callback):
     """Save a full Lightning checkpoint and report metrics after every validation run: once per
-    epoch, or every ``trainer.report_every_steps`` / ``report_every_audio_s`` when those are set."""
+    epoch, or every ``trainer.report_every_steps`` / ``report_every_audio_s`` when those are set.
 
-    def __init__(self, report: ReportFn, extra: dict[str, float] | None = None) -> None:
-        self.report, self.extra = report, extra or {}
+    Every report carries ``weights_hash`` (the weights in the checkpoint it hands to Tune) and
+    ``restored_hash`` (the weights this run started from after restoring a Tune checkpoint: a
+    paused trial's own, a PBT exploit's donor's; "" for a fresh start), so a restore is checkable.
+    """
+
+    def __init__(self, report: ReportFn, extra: dict[str, float] | None = None,
+                 restored: bool = False) -> None:
+        self.report, self.extra, self.restored, self.restored_hash = report, extra or {}, restored, ""
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.restored:  # Lightning restores the weights before the train loop starts
+            self.restored_hash = weights_hash(module)
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -53,9 +76,11 @@ class EpochReporter(Callback):
         done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
         epoch = trainer.current_epoch + min(done / max(trainer.num_training_batches, 1), 1.0)
         metrics.update(epoch=round(epoch, 4), global_step=trainer.global_step,
-                       lr=float(trainer.optimizers[0].param_groups[0]["lr"]), **self.extra)
+                       lr=float(trainer.optimizers[0].param_groups[0]["lr"]), **self.extra,
+                       weights_hash=weights_hash(module), restored_hash=self.restored_hash)
         with tempfile.TemporaryDirectory(prefix="asr_tune_ckpt_") as tmp:
-            trainer.save_checkpoint(os.path.join(tmp, CKPT_FILE))  # collective under DDP
+            # full state (optimiser, loops): a restore continues; collective under DDP
+            trainer.save_checkpoint(os.path.join(tmp, CKPT_FILE), weights_only=False)
             self.report(metrics, tmp if trainer.is_global_zero else None)
 
 
@@ -72,7 +97,7 @@ def _fit(cfg: ExperimentConfig, report: ReportFn, resume_dir: str | None, **trai
     prep = prepare(cfg, tokenizer_from_state(meta["tokenizer"]) if meta.get("tokenizer") else None)
     module = prep.module
     callbacks = standard_callbacks(cfg, None) + [EpochReporter(report, {"n_params": float(
-        sum(p.numel() for p in module.model.parameters()))})]
+        sum(p.numel() for p in module.model.parameters()))}, restored=ckpt_path is not None)]
     out = Path(tempfile.mkdtemp(prefix="asr_tune_trial_"))
     trainer = make_trainer(cfg, callbacks, out, enable_checkpointing=False, enable_progress_bar=False,
                            **prep.loop_kwargs(), **trainer_kw)
