@@ -1,6 +1,6 @@
 """Ray Tune / Ray Train overhead: the same small training run bare, as a one-trial search, as DDP.
 
-Four measurements, taken in one process, one after the other, on the embedded synthetic corpus:
+Five measurements, taken in one process, one after the other, on the embedded synthetic corpus:
 
 a. **bare** -- ``prepare`` + ``make_trainer`` + ``Trainer.fit`` in this process (what
    ``asr_tune.training.run.train`` does, checkpoints included), a tiny Conformer for a fixed number of
@@ -11,7 +11,10 @@ b. **tune** -- the same config as a one-trial search through ``asr_tune.tuning.r
 c. **ddp** -- the same config as a one-trial search whose trial is a Ray Train ``TorchTrainer``
    with 2 gloo workers (``resources.strategy=ddp``, ``workers_per_trial=2``, ``cpus_per_worker=1``);
 d. **no-op trials** -- Tune scheduler throughput: a function trainable that reports once,
-   ``--noop-trials`` of them, with and without actor reuse.
+   ``--noop-trials`` of them, with and without actor reuse;
+e. **reused** -- ``--reused-trials`` identical trials of one search, one at a time, actors reused
+   (as ``search()`` runs them): the spacing between consecutive trials' last reports (each report
+   carries ``time.time()``) minus the bare wall is the overhead of the second and later trials.
 
 Every process trains with ``trainer.threads`` torch threads (``--threads``, default 1): on a
 shared 2-core machine two intra-op threads per process are much slower than one, and DDP's two
@@ -32,6 +35,8 @@ Usage::
     python benchmarks/bench_overhead.py --quick --out results/overhead          # 2-4.5 min on 2 cores
     python benchmarks/bench_overhead.py --out results/overhead                  # full: ~1-min runs, ~7 min
     python benchmarks/bench_overhead.py --quick --skip-ddp --noop-trials 8      # pieces only
+    python benchmarks/bench_overhead.py --skip-ddp --skip-noop --skip-tune --epochs 8 --reused-trials 3
+                                                     # later trials of a search, >= 60-s trials
 
 Writes ``OUT/overhead.json`` (numbers + machine info), ``OUT/overhead.png`` and ``OUT/logs/``
 (Ray/Lightning output of the runs); prints a table of the ratios.
@@ -167,6 +172,34 @@ def run_search(cfg: Any, name: str, n_train_rows: int, overrides: dict[str, Any]
     return RunTiming(name, wall, int(row["epochs"]), epoch_s, n_train_rows, extra)
 
 
+# ---- (e) later trials of a search with reused actors -------------------------------------------
+def run_reused(cfg: Any, n_trials: int, bare_wall_s: float) -> dict[str, Any]:
+    """``n_trials`` identical trials, one at a time, actors reused (what ``search()`` does): the
+    spacing between consecutive trials' last reports is one trial's full cost (scheduling, actor
+    reuse, set-up, training, reporting, checkpoint I/O); minus the bare wall = its overhead."""
+    from asr_tune.tuning.folder import WALL_TIME_KEY
+    from asr_tune.tuning.runner import search
+
+    cfg = cfg.with_overrides({"search.name": f"reused_{int(time.time())}",
+                              "resources.max_concurrent_trials": 1})
+    start = time.time()
+    res = search(cfg, searcher="random", num_samples=n_trials)
+    ends, firsts = [], []
+    for _, row in res.table.iterrows():
+        if row["status"] != "TERMINATED":
+            raise RuntimeError(f"reused trial failed: {row.get('error')}")
+        iters = _trial_iterations(row["path"])
+        ends.append(float(iters[-1][WALL_TIME_KEY]))
+        firsts.append(float(iters[0][WALL_TIME_KEY]))
+    order = sorted(range(len(ends)), key=ends.__getitem__)
+    ends = [ends[i] for i in order]
+    spans = [b - a for a, b in zip(ends, ends[1:])]  # trials 2..N
+    over = [sp - bare_wall_s for sp in spans]
+    return {"trials": n_trials, "first_trial_end_s": ends[0] - start, "later_trial_spans_s": spans,
+            "later_overhead_s": over, "later_overhead_share_pct": [100 * o / sp for o, sp in zip(over, spans)],
+            "search_wall_s": float(res.wall_s)}
+
+
 # ---- (d) no-op trial throughput -----------------------------------------------------------------
 def _noop_trainable(config: dict[str, Any]) -> None:
     from ray import tune
@@ -290,6 +323,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-tune", action="store_true")
     p.add_argument("--skip-ddp", action="store_true")
     p.add_argument("--skip-noop", action="store_true")
+    p.add_argument("--reused-trials", type=int, default=3,
+                   help="(e) trials of one search with reused actors, one at a time; the overhead of "
+                        "trials 2..N is measured (0 = skip; default %(default)s)")
     a = p.parse_args(argv)
     mode = QUICK if a.quick else FULL
     a.utterances = a.utterances or mode["utterances"]
@@ -329,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     ray_init_s = time.perf_counter() - t0
     print(f"Ray start-up {ray_init_s:.1f} s ({num_cpus} logical CPUs)", flush=True)
 
-    tune_run = ddp = None
+    tune_run = ddp = reused = None
     noop: list[dict[str, float]] = []
     try:
         if not args.skip_tune:
@@ -344,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
                                                  "resources.workers_per_trial": 2,
                                                  "resources.cpus_per_worker": 1})
             print(f"    {ddp.wall_s:.1f} s", flush=True)
+        if args.reused_trials >= 2:
+            print(f"(e) {args.reused_trials}-trial search, actors reused ...", flush=True)
+            with quiet(logs / "reused.log"):
+                reused = run_reused(cfg, args.reused_trials, bare.wall_s)
+            print(f"    later trials: overhead {', '.join(f'{o:.1f}' for o in reused['later_overhead_s'])}"
+                  f" s of {', '.join(f'{s:.1f}' for s in reused['later_trial_spans_s'])} s", flush=True)
         if not args.skip_noop:
             print(f"(d) {args.noop_trials} no-op trials, twice ...", flush=True)
             with quiet(logs / "noop.log"):
@@ -359,6 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"measure": f"no-op trials/s (reuse_actors={nrun['reuse_actors']}, "
                                 f"{int(nrun['trials'])} trials)", "value": nrun["trials_per_s"],
                      "unit": "trials/s"})
+    if reused:
+        over, spans = reused["later_overhead_s"], reused["later_trial_spans_s"]
+        share = 100 * sum(over) / sum(spans)
+        num.update(reused_later_overhead_s=sum(over) / len(over), reused_later_overhead_share=share)
+        rows.append({"measure": f"trials 2..{reused['trials']} (actors reused): overhead per trial",
+                     "value": sum(over) / len(over), "unit": "s"})
+        rows.append({"measure": f"  share of a {sum(spans) / len(spans):.0f}-s trial (target <= 5 %)",
+                     "value": share, "unit": "%"})
     info = machine_info()
     result = {
         "benchmark": "overhead", "mode": "quick" if args.quick else "full",
@@ -367,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                      "noop_trials": args.noop_trials, "model": TINY},
         "summary": num, "table": rows,
         "runs": {r.name: r.to_dict() for r in (bare, tune_run, ddp) if r},
-        "noop": noop, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "noop": noop, "reused": reused, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "total_s": time.perf_counter() - t_all, "machine": info,
     }
     write_json(out / "overhead.json", result)

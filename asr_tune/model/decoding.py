@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import jiwer
 import torch
@@ -37,6 +38,16 @@ class WERStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def top_substitutions(refs: list[str], hyps: list[str], k: int = 20) -> list[dict[str, Any]]:
+    """The ``k`` most frequent word substitutions (reference -> hypothesis) over the corpus."""
+    if not refs:
+        return []
+    out = jiwer.process_words([normalize_text(r) for r in refs], [normalize_text(h) for h in hyps])
+    subs = jiwer.collect_error_counts(out)[0]
+    return [{"ref": r, "hyp": h, "count": n}
+            for (r, h), n in sorted(subs.items(), key=lambda kv: -kv[1])[:k]]
 
 
 def wer_stats(refs: list[str], hyps: list[str]) -> WERStats:

@@ -300,6 +300,11 @@ def evaluate_module(module: Any, checkpoint: str | Path, data: str | Path,
     hyps = transcribe_rows(module, rows, batch_seconds)
     stats = wer_stats([r.text for r in rows], hyps)
     if out_json:
-        write_text_atomic(out_json, json.dumps({**stats.to_dict(), "checkpoint": str(checkpoint),
-                                                "data": str(data)}, indent=2))
+        from asr_tune.model.decoding import top_substitutions
+
+        write_text_atomic(out_json, json.dumps({
+            **stats.to_dict(), "checkpoint": str(checkpoint), "data": str(data),
+            "top_substitutions": top_substitutions([r.text for r in rows], hyps),
+            "utterances": [{"id": r.id, "speaker": r.speaker, "ref": r.text, "hyp": h}
+                           for r, h in zip(rows, hyps)]}, indent=1))
     return stats

@@ -80,6 +80,10 @@ NO_GRID = ALL_TYPES - {"grid"}
 MAX_BOHB_CATEGORIES = 256
 _SHAPE_SAFE = frozenset({"model.dropout"})
 MUTATION_UNSAFE_OPTIM = frozenset({"optim.optimizer", "optim.schedule"})  # PBT/PB2 may not mutate
+FILL_BRACKETS = frozenset({"hyperband"})
+"""Synchronous HyperBand only halves a bracket once all its trials exist: Tune must create every
+trial up front (no ``max_concurrent_trials`` cap; resources still limit how many run at once),
+else a cap below the bracket size keeps every bracket unfilled and HyperBand never stops a trial."""
 _SHAPE_PREFIXES = ("model.", "tokenizer.", "features.n_mels")
 
 

@@ -153,7 +153,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     from ray import tune
 
     from asr_tune.tuning.placement import ClusterShape, check_feasible, max_concurrent, trial_bundles
-    from asr_tune.tuning.registry import build_search
+    from asr_tune.tuning.registry import FILL_BRACKETS, build_search
 
     if isinstance(config, ExperimentConfig):
         cfg = config
@@ -175,7 +175,10 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
     cluster = ClusterShape.from_ray()
     check_feasible(cfg.resources, cluster)
     concurrency = concurrency_cap(s, max_concurrent(cfg.resources, cluster))
-    plan = build_search(s, max_t=budget, max_concurrent=concurrency)  # capped searchers
+    # single-worker trials wait for their placement group, so no cap is needed for HyperBand to
+    # see whole brackets; multi-worker trials keep it (their worker gangs are placed outside Tune)
+    uncapped = s.searcher in FILL_BRACKETS and cfg.resources.strategy == "single"
+    plan = build_search(s, max_t=budget, max_concurrent=0 if uncapped else concurrency)
     exp_dir = _experiment_dir(storage_path, exp_name)
     _write_state(exp_dir, cfg, exp_name)
     log.info("search %s: %s, %d samples, %d concurrent trial(s) on %g CPU / %g GPU", exp_name, s.searcher,
@@ -187,7 +190,7 @@ def search(config: str | Path | ExperimentConfig, searcher: str | None = None, a
         _trainable(cfg), param_space=plan.param_space,
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, search_alg=plan.search_alg, scheduler=plan.scheduler,
-            num_samples=plan.num_samples, max_concurrent_trials=concurrency,
+            num_samples=plan.num_samples, max_concurrent_trials=None if uncapped else concurrency,
             time_budget_s=s.time_budget_s or None,
             reuse_actors=True),  # saves the torch/Lightning import per trial (see benchmarks)
         run_config=_run_config(cfg, storage_path, exp_name))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from asr_tune.config import ExperimentConfig, config_from_dict
+from asr_tune.tuning.folder import WALL_TIME_KEY
 
 CKPT_FILE = "checkpoint.ckpt"
 ReportFn = Callable[[dict[str, float], "str | None"], None]
@@ -77,7 +79,8 @@ class EpochReporter(Callback):
         epoch = trainer.current_epoch + min(done / max(trainer.num_training_batches, 1), 1.0)
         metrics.update(epoch=round(epoch, 4), global_step=trainer.global_step,
                        lr=float(trainer.optimizers[0].param_groups[0]["lr"]), **self.extra,
-                       weights_hash=weights_hash(module), restored_hash=self.restored_hash)
+                       weights_hash=weights_hash(module), restored_hash=self.restored_hash,
+                       **{WALL_TIME_KEY: time.time()})
         with tempfile.TemporaryDirectory(prefix="asr_tune_ckpt_") as tmp:
             # full state (optimiser, loops): a restore continues; collective under DDP
             trainer.save_checkpoint(os.path.join(tmp, CKPT_FILE), weights_only=False)

@@ -1,5 +1,5 @@
 """Restores on the path real trials take: the real trial function (``run_trial``, checkpoints saved
-inside the fit loop) under Hyperband's pause-and-resume and a synchronous PBT exploit.
+inside the fit loop) under Hyperband's and BOHB's pause-and-resume and a synchronous PBT exploit.
 
 Checked from what Tune recorded (every trial's ``result.json``):
 - every report carries ``val_wer``; reported iterations continue without gaps or repeats;
@@ -67,18 +67,33 @@ def assert_contiguous_reports(trials: dict[str, list[dict[str, Any]]]) -> None:
         assert steps == sorted(set(steps)), f"{name}: global steps repeat or go back: {steps}"
 
 
-def test_hyperband_pause_resume_continues_from_own_weights(corpus: Path, tmp_path: Path) -> None:
-    trials = search(corpus, tmp_path, "hyperband", **{
-        "search.num_samples": 4, "trainer.max_epochs": 4, "resources.max_concurrent_trials": 2,
+def restores(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(last report before, first report after) of every restore: where ``restored_hash`` (constant
+    over the reports of one run of the trial function) changes."""
+    return [(b, a) for b, a in zip(rows, rows[1:]) if a["restored_hash"] != b["restored_hash"]]
+
+
+@pytest.mark.parametrize("searcher, samples, epochs, options, cap", [
+    # default cap (2 on 2 cores): red before search() let HyperBand create every trial up front, as
+    # a bracket (here 9 trials) never filled and HyperBand paused and stopped nothing
+    ("hyperband", 9, 9, {"reduction_factor": 3}, 0),
+    ("bohb", 4, 4, {"reduction_factor": 2}, 0),
+])
+def test_pause_resume_continues_from_own_weights(searcher: str, samples: int, epochs: int,
+                                                 options: dict, cap: int, corpus: Path,
+                                                 tmp_path: Path) -> None:
+    trials = search(corpus, tmp_path, searcher, **{
+        "search.num_samples": samples, "trainer.max_epochs": epochs,
+        "search.options": {searcher: options}, "resources.max_concurrent_trials": cap,
         "search.space": {"optim.lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3}}})
     assert_contiguous_reports(trials)
     resumed = 0
     for name, rows in trials.items():
-        for before, after in zip(rows, rows[1:]):
-            if after["restored_hash"]:  # this report is the first after a restore
-                assert after["restored_hash"] == before["weights_hash"], name
-                resumed += 1
-    assert resumed, "hyperband paused no trial: the test did not exercise a restore"
+        assert not rows[0]["restored_hash"], name  # a fresh start
+        for before, after in restores(rows):
+            assert after["restored_hash"] == before["weights_hash"], name
+            resumed += 1
+    assert resumed, f"{searcher} paused no trial: the test did not exercise a restore"
 
 
 def test_pbt_exploit_loads_donor_weights_and_mutated_lr(corpus: Path, tmp_path: Path) -> None:
@@ -89,19 +104,19 @@ def test_pbt_exploit_loads_donor_weights_and_mutated_lr(corpus: Path, tmp_path: 
                                    "resample_probability": 0.0, "quantile_fraction": 0.5}},
         "search.space": {"optim.lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3}}})
     assert_contiguous_reports(trials)
-    reported = {r["weights_hash"]: (name, r["training_iteration"])
-                for name, rows in trials.items() for r in rows}
+    reported = {r["weights_hash"]: (name, r) for name, rows in trials.items() for r in rows}
     exploits = 0
     for name, rows in trials.items():
-        for before, after in zip(rows, rows[1:]):
+        for before, after in restores(rows):
             h = after["restored_hash"]
-            if not h or h == before["weights_hash"]:
-                continue  # fresh start or a restore of its own weights
-            donor, it = reported[h]  # KeyError: started from weights nobody reported
+            if h == before["weights_hash"]:
+                continue  # a restore of its own weights
+            donor, row = reported[h]  # KeyError: started from weights nobody reported
+            it = row["training_iteration"]
             assert donor != name and it == before["training_iteration"], (name, donor, it)
             exploits += 1
-            # the lr in effect is the recipient's new (mutated) config, not the donor's
-            new_lr, old_lr = lr_of(after), lr_of(before)
-            assert after["lr"] == pytest.approx(new_lr, rel=1e-6)
-            assert new_lr != pytest.approx(old_lr)
+            # the lr in effect is the recipient's new config (the donor's, perturbed), not the
+            # donor's lr that came with its optimiser state
+            assert after["lr"] == pytest.approx(lr_of(after), rel=1e-6)
+            assert lr_of(after) != pytest.approx(row["lr"], rel=1e-3)
     assert exploits, "PBT exploited no trial: the test did not exercise an exploit"
