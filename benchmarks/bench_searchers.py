@@ -66,7 +66,7 @@ FSDD_OVERRIDES = {"trainer.max_steps": 400, "trainer.report_every_steps": 20,
                   "trainer.threads": 1, "resources.cpus_per_worker": 1,
                   "trainer.output_dir": "runs/fsdd_grid"}
 QUICK_SEARCHERS = ["random", "asha", "hyperband", "bohb", "tpe"]
-TARGETS = {"asha": 0.2, "bohb": 0.2}
+TARGETS = {"asha": 0.2, "bohb": 0.2, "tpe": 0.5, "rl": 0.5}
 
 
 def task_overrides(tiny: bool) -> dict[str, Any]:
@@ -165,19 +165,19 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
 
 
 def verdicts(summary: dict[str, Any], diag: list[dict[str, Any]], ref: dict[str, Any],
-             grid, budget: int, metric: str) -> list[str]:
-    """A line per target searcher: met or not, and why not."""
+             grid, budget: int, metric: str, mt: dict[str, Any]) -> list[str]:
+    """A line per target searcher (ratio to random's median best): met or not, and why not."""
     lines = []
     weak = [d for d in diag if d["spearman_vs_final"] is None or d["spearman_vs_final"] < 0.5]
     for name, target in TARGETS.items():
-        s = summary.get(name)
-        if s is None:
+        s, m = summary.get(name), mt.get(name)
+        if s is None or m is None:
             lines.append(f"{name}: not run")
             continue
-        med = s["ratio_epochs_median"]
-        head = (f"{name}: median {med:.2f}x random's trial-epochs to reach random's best"
-                if med is not None else f"{name}: reached random's best on {s['reached']}/"
-                f"{s['seeds']} seeds only (median not defined)")
+        med = m["ratio_epochs"]
+        head = (f"{name}: median {med:.2f}x random's trial-epochs to reach random's median best"
+                if med is not None else f"{name}: reached random's median best on fewer than half "
+                f"of {s['seeds']} seeds (median not defined)")
         if med is not None and med <= target:
             lines.append(f"{head} -> target <= {target}x MET")
             continue
@@ -268,11 +268,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.parallel} trials at once, metric {args.metric}", flush=True)
     runs = run_all(grid, names, seeds, budget, work / "replay", args.mode == "live", args.parallel,
                    args.metric)
-    result = compare_searchers(runs, budget)
+    optimum = grid.optimum(args.metric)
+    result = compare_searchers(runs, budget, optimum=optimum)
     diag = rung_diagnostics(grid.points, args.metric, grid.max_epochs)
     summary = result["summary"]
-    optimum = grid.optimum(args.metric)
-    figures = plot_comparison(runs, result, out, optimum=optimum, targets={"asha/bohb": 0.2})
+    figures = plot_comparison(runs, result, out, optimum=optimum, targets={"asha/bohb": 0.2,
+                                                                           "tpe/rl": 0.5})
     from asr_tune.report.summary import make_report
 
     rep = make_report([str(runs[n][0].path) for n in names if 0 in runs[n]], out / "report_seed0")
@@ -288,12 +289,27 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows, cols, title=(
         f"compute to reach random search's best {args.metric} (median over {len(seeds)} seeds; "
         f"x random = searcher's / random's own compute to that value) and best at equal budget"))
-    lines = verdicts(summary, diag, summary["random"], grid, budget, args.metric)
+    mt = result["median_target"]
+
+    def ci(v: Any) -> str:
+        return "-" if not v else "[" + ", ".join("inf" if x is None else f"{x:.2f}" for x in v) + "]"
+
+    mrows = [{"searcher": n, "x random (median)": m["ratio_epochs"], "95% CI": ci(m["ratio_epochs_ci"]),
+              **{f"best @{p}%": m[f"best_at_{p}pct"] for p in (25, 50, 100)},
+              "CI @100%": ci(m["best_at_100pct_ci"]),
+              "optimum hits": f"{m.get('reached_optimum', 0)}/{len(seeds)}"} for n, m in mt.items()]
+    table2 = format_table(mrows, list(mrows[0]), title=(
+        f"against random's median best ({mt['random']['target']:.2f} {args.metric}; random needs a "
+        f"median {mt['random']['ref_epochs_to_target']:.0f} trial-epochs): trial-epochs to reach it "
+        f"(median over seeds, x random's median; bootstrap 95 % CI), best at 25/50/100 % of the "
+        f"{budget}-epoch budget, seeds reaching the grid optimum {optimum:.2f}"))
+    lines = verdicts(summary, diag, summary["random"], grid, budget, args.metric, mt)
     lines.append("compute: trial-epochs are exact; 'x random s' uses the seconds recorded per epoch"
                  + (" (the grid was recorded on a shared machine under varying load)"
                     if args.mode != "live" else ""))
     wall = time.perf_counter() - start
     print("\n" + table, flush=True)
+    print("\n" + table2, flush=True)
     print(f"grid optimum {args.metric} {optimum:.2f}; skipped: "
           + ("; ".join(f"{k} ({v})" for k, v in skipped.items()) or "none"))
     print("\n".join(lines))
@@ -304,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                  "axes": grid.axes, "optimum": optimum, "meta": {k: v for k, v in grid.meta.items()
                                                                   if k != "base_config"}},
         "budget_epochs": budget, "seeds": seeds, "metric": args.metric, "searchers": names,
-        "skipped": skipped, "table": rows, "verdicts": lines, "rung_diagnostics": diag,
+        "skipped": skipped, "table": rows, "median_target_table": mrows, "verdicts": lines,
+        "median_target": mt, "rung_diagnostics": diag,
         "summary": summary, "runs": result["runs"], "figures": figures})
     print(f"wrote {out / 'searchers.json'}")
     return 0

@@ -5,6 +5,12 @@ target; for every searcher: the compute (trial-epochs, trial-seconds) and the nu
 needed to first reach that target, and its own best value at the equal budget. Ratios are
 compute-to-target divided by the reference's own compute to reach its best.
 
+Across seeds (``median_target``): the reference's *median* best at the budget is one common target;
+each run's trial-epochs to reach it are divided by the median of the reference's own (an unreached
+run counts as infinite). Also per searcher: the best value at 25/50/100 % of the budget, how often
+the run reached the task's optimum (``optimum``), and 95 % bootstrap intervals (seeded, so the
+report is reproducible) of the means and of the median ratio.
+
 Usage::
 
     from asr_tune.report.compare import compare_searchers, plot_comparison
@@ -64,9 +70,66 @@ def _median(xs: list[float]) -> float | None:
     return float(statistics.median(xs)) if xs else None
 
 
+FRACTIONS = (0.25, 0.5, 1.0)
+
+
+def best_at(exp: Experiment, epochs: int) -> float | None:
+    ev = truncated_events(exp, epochs)
+    return float(ev["best_so_far"].iloc[-1]) if len(ev) else None
+
+
+def bootstrap_ci(values: list[float], stat: Any = statistics.fmean, n: int = 2000,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile bootstrap interval of ``stat`` over ``values`` (inf allowed for medians)."""
+    import numpy as np
+
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(values, dtype=float)
+    draws = sorted(float(stat(list(arr[rng.integers(0, len(arr), len(arr))]))) for _ in range(n))
+    return draws[int(0.025 * n)], draws[int(0.975 * n) - 1]
+
+
+def median_target(runs: Mapping[str, Mapping[int, Experiment]], budget_epochs: int,
+                  reference: str, optimum: float | None) -> dict[str, dict[str, Any]]:
+    """Per searcher, against the reference's median best: ratio of trial-epochs to reach it (median,
+    CI), best at 25/50/100 % of the budget (mean, CI) and optimum hits."""
+    ref_bests = [b for b in (best_at(e, budget_epochs) for e in runs[reference].values()) if b is not None]
+    if not ref_bests:
+        return {}
+    target = float(statistics.median(ref_bests))
+
+    def epochs_to(exp: Experiment) -> float:
+        r = reach(truncated_events(exp, budget_epochs), target, exp.mode)
+        return float(r["epochs"]) if r else math.inf
+
+    ref_epochs = float(statistics.median(epochs_to(e) for e in runs[reference].values()))
+    out = {}
+    for name, by_seed in runs.items():
+        exps = [by_seed[k] for k in sorted(by_seed)]
+        ratios = [epochs_to(e) / ref_epochs for e in exps]
+        med = float(statistics.median(ratios))
+        ci = bootstrap_ci(ratios, statistics.median)
+        row: dict[str, Any] = {"target": target, "ref_epochs_to_target": ref_epochs,
+                               "ratio_epochs": med if math.isfinite(med) else None,
+                               "ratio_epochs_ci": [c if math.isfinite(c) else None for c in ci] if ci else None,
+                               "ratio_epochs_per_seed": [r if math.isfinite(r) else None for r in ratios]}
+        for f in FRACTIONS:
+            vals = [b for b in (best_at(e, int(round(f * budget_epochs))) for e in exps) if b is not None]
+            key = f"best_at_{int(f * 100)}pct"
+            row[key] = statistics.fmean(vals) if vals else None
+            row[key + "_ci"] = bootstrap_ci(vals)
+        if optimum is not None:
+            row["reached_optimum"] = sum((best_at(e, budget_epochs) or math.inf) <= optimum + _TOL
+                                         for e in exps)
+        out[name] = row
+    return out
+
+
 def compare_searchers(runs: Mapping[str, Mapping[int, Experiment]], budget_epochs: int,
-                      reference: str = "random") -> dict[str, Any]:
-    """Per-run rows and a per-searcher summary (see the module docstring)."""
+                      reference: str = "random", optimum: float | None = None) -> dict[str, Any]:
+    """Per-run rows, a per-searcher summary and the across-seeds comparison (module docstring)."""
     if reference not in runs:
         raise ValueError(f"compare: the reference searcher '{reference}' was not run")
     rows: list[dict[str, Any]] = []
@@ -97,7 +160,8 @@ def compare_searchers(runs: Mapping[str, Mapping[int, Experiment]], budget_epoch
                                       if r and ref_reach and ref_reach["compute_s"] > 0 else None)
             rows.append(row)
     return {"reference": reference, "budget_epochs": budget_epochs, "runs": rows,
-            "summary": summarize(rows)}
+            "summary": summarize(rows),
+            "median_target": median_target(runs, budget_epochs, reference, optimum)}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -192,12 +256,18 @@ def plot_comparison(runs: Mapping[str, Mapping[int, Experiment]], result: dict[s
     fig.savefig(p1)
     fig2 = Figure(figsize=(9, 4.5), dpi=120, layout="constrained")
     ax = fig2.subplots()
+    mt = result.get("median_target") or {}
     names = list(result["summary"])
-    reached = [v for n in names for v in result["summary"][n]["ratio_epochs_per_seed"] if v is not None]
+
+    def ratios(name: str) -> tuple[list[float | None], float | None]:
+        if name in mt:  # against the reference's median best (one target for every seed)
+            return mt[name]["ratio_epochs_per_seed"], mt[name]["ratio_epochs"]
+        return result["summary"][name]["ratio_epochs_per_seed"], result["summary"][name]["ratio_epochs_median"]
+
+    reached = [v for n in names for v in ratios(n)[0] if v is not None]
     top = max(reached + [1.2]) * 1.1  # where the unreached seeds are drawn
     for i, name in enumerate(names):
-        vals = result["summary"][name]["ratio_epochs_per_seed"]
-        med = result["summary"][name]["ratio_epochs_median"]
+        vals, med = ratios(name)
         ax.bar(i, med if med is not None else 0.0, color=cmap(i % 10), alpha=0.6)
         ok = [v for v in vals if v is not None]
         ax.scatter([i] * len(ok), ok, color="k", s=14, zorder=3)
@@ -213,8 +283,9 @@ def plot_comparison(runs: Mapping[str, Mapping[int, Experiment]], result: dict[s
                 ha="left")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(names)), names, rotation=20)
-    ax.set_ylabel(f"trial-epochs to reach {ref}'s best / {ref}'s own")
-    ax.set_title(f"compute to reach {ref} search's best {metric} (bar: median over seeds; dots: "
+    what = f"{ref}'s median best" if mt else f"{ref}'s best"
+    ax.set_ylabel(f"trial-epochs to reach {what} / {ref}'s " + ("median" if mt else "own"))
+    ax.set_title(f"compute to reach {what} {metric} (bar: median over seeds; dots: "
                  "seeds; red x: seeds that never reached it)", fontsize=9)
     ax.set_ylim(0, top * 1.1)
     ax.grid(axis="y", alpha=0.3)

@@ -97,3 +97,14 @@ def test_wer_matches_jiwer_on_known_strings() -> None:
     stats = wer_stats(refs, hyps)
     assert stats.wer == pytest.approx(100 * jiwer.wer(refs, hyps))
     assert (stats.substitutions, stats.deletions, stats.insertions, stats.n_words) == (1, 2, 1, 9)
+
+
+def test_top_substitutions_counts_word_confusions() -> None:
+    from asr_tune.model.decoding import top_substitutions
+
+    refs = ["six eight one", "six two", "nine"]
+    hyps = ["eight eight one", "eight two", "five"]
+    top = top_substitutions(refs, hyps)
+    assert top[0] == {"ref": "six", "hyp": "eight", "count": 2}
+    assert {"ref": "nine", "hyp": "five", "count": 1} in top
+    assert top_substitutions(["a b"], ["a b"]) == []

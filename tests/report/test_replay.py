@@ -127,6 +127,20 @@ def test_compare_bookkeeping(tmp_path: Path) -> None:
     assert row["best_at_budget"] == 60 and row["trials_at_budget"] == 3
     assert res["summary"]["fast"]["stopped_early_mean"] == 1  # trial 0; trial 2 still "running"
 
+    # across seeds: random's median best (seeds 60, 50, 70 -> 60) is the common target
+    rnd1 = load_experiment(exp("random1", [[55, 50]]))
+    rnd2 = load_experiment(exp("random2", [[80, 70], [75, 72]]))
+    slow = load_experiment(exp("slow", [[99, 98], [97, 96], [61, 60]]))
+    res = compare_searchers({"random": {0: rnd, 1: rnd1, 2: rnd2}, "fast": {0: fast, 1: fast, 2: fast},
+                             "slow": {0: slow, 1: slow, 2: slow}}, budget_epochs=6, optimum=50.0)
+    mt = res["median_target"]
+    assert mt["random"]["target"] == 60 and mt["random"]["ref_epochs_to_target"] == 4  # 4, 2, inf
+    assert mt["fast"]["ratio_epochs"] == 0.75 and mt["slow"]["ratio_epochs"] == 1.5
+    assert mt["random"]["reached_optimum"] == 1 and mt["fast"]["reached_optimum"] == 0
+    assert (mt["fast"]["best_at_25pct"], mt["fast"]["best_at_50pct"]) == (72, 60)  # 2 and 3 epochs
+    lo, hi = mt["random"]["best_at_100pct_ci"]
+    assert 50 <= lo <= mt["random"]["best_at_100pct"] <= hi <= 70
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
