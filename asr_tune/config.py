@@ -74,6 +74,10 @@ class FeatureConfig(_Strict):
     noise_snr_span_db: float = Field(0.0, ge=0, description="SNR drawn from [snr, snr + span]")
     reverb_prob: float = Field(0.0, ge=0, le=1, description="share of training utterances reverberated")
     reverb_rt60_s: float = Field(0.5, gt=0, description="largest simulated reverberation time (s)")
+    lowpass_prob: float = Field(0.0, ge=0, le=1, description="share of training utterances band-limited "
+                                "(a microphone/channel losing the high band, e.g. the frication of /s/)")
+    lowpass_db: float = Field(20.0, ge=0, description="largest attenuation at the top band (dB)")
+    lowpass_min_hz: float = Field(1500.0, gt=0, description="lowest corner frequency of the roll-off (Hz)")
     cache: bool = Field(True, description="cache mel features on disk (per corpus, settings, speed)")
     cache_dir: str = Field("", description="feature cache folder; '' = .feature_cache beside each manifest")
 

@@ -9,7 +9,12 @@ workers differ, and a resumed run replays the same draws):
 - additive noise at an SNR drawn from ``[snr, snr + span]`` dB: a noise power spectrum with a random
   spectral tilt and per-frame fluctuation is added to the signal power;
 - reverberation: the power in each band is smeared forward in time by an exponential tail whose
-  decay is set by an RT60 drawn up to ``reverb_rt60_s`` and a random direct-to-reverberant ratio.
+  decay is set by an RT60 drawn up to ``reverb_rt60_s`` and a random direct-to-reverberant ratio;
+- band-limiting (a channel that loses the high band): above a corner drawn from
+  ``[lowpass_min_hz, 0.9 * Nyquist]`` the power rolls off linearly in dB to an attenuation drawn up
+  to ``lowpass_db`` at the top band. Applied before the noise, so weak high-band cues (the frication
+  of /s/, /f/) can sink below the noise floor as on a poor microphone; a static roll-off alone
+  would be undone by per-utterance mean normalisation.
 
 Speed perturbation is not here: it changes the waveform, so the cache keeps one entry per factor.
 """
@@ -63,6 +68,20 @@ def add_noise(logp: torch.Tensor, snr_db: float, rng: np.random.Generator) -> to
     return (power + noise * level).clamp_min(1e-10).log()
 
 
+def band_centres_hz(n_mels: int, sample_rate: int) -> np.ndarray:
+    m_max = _hz_to_mel(np.array(sample_rate / 2.0))
+    return _mel_to_hz(m_max / (n_mels + 1) * np.arange(1, n_mels + 1))
+
+
+def lowpass(logp: torch.Tensor, corner_hz: float, depth_db: float, sample_rate: int) -> torch.Tensor:
+    """Roll the power off above ``corner_hz``: 0 dB at the corner to ``-depth_db`` at Nyquist."""
+    f = band_centres_hz(logp.shape[1], sample_rate)
+    nyq = sample_rate / 2.0
+    ramp = np.clip((f - corner_hz) / max(nyq - corner_hz, 1e-6), 0.0, 1.0)
+    gain_log = torch.from_numpy(-depth_db * ramp * math.log(10.0) / 10.0).to(logp.dtype)
+    return logp + gain_log[None, :]
+
+
 def reverberate(logp: torch.Tensor, rt60_s: float, drr_db: float, hop_s: float) -> torch.Tensor:
     """Forward exponential smear per band: ``y[t] = x[t] + sum_k g d^k x[t-k]``."""
     decay = 10.0 ** (-DECIBELS_PER_RT60 / 10.0 * hop_s / rt60_s)  # power decay per frame
@@ -81,7 +100,8 @@ class Augmenter:
     def __init__(self, cfg: FeatureConfig, sample_rate: int) -> None:
         self.cfg, self.sr = cfg, sample_rate
         self.hop_s = cfg.hop_ms / 1000.0
-        self.active = bool(cfg.vtlp or (cfg.noise_snr_db and cfg.noise_prob) or cfg.reverb_prob)
+        self.active = bool(cfg.vtlp or (cfg.noise_snr_db and cfg.noise_prob) or cfg.reverb_prob
+                           or (cfg.lowpass_prob and cfg.lowpass_db))
 
     def __call__(self, logp: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         c = self.cfg
@@ -90,6 +110,10 @@ class Augmenter:
         if c.reverb_prob and rng.random() < c.reverb_prob:
             logp = reverberate(logp, float(rng.uniform(0.1, max(c.reverb_rt60_s, 0.1))),
                                float(rng.uniform(*DRR_DB_RANGE)), self.hop_s)
+        if c.lowpass_prob and c.lowpass_db and rng.random() < c.lowpass_prob:
+            top = 0.9 * self.sr / 2.0
+            corner = float(rng.uniform(min(c.lowpass_min_hz, top), top))
+            logp = lowpass(logp, corner, float(rng.uniform(0.0, c.lowpass_db)), self.sr)
         if c.noise_snr_db and rng.random() < c.noise_prob:
             logp = add_noise(logp, float(rng.uniform(c.noise_snr_db, c.noise_snr_db + c.noise_snr_span_db)), rng)
         return logp
