@@ -112,10 +112,22 @@ def record(grid_path: Path, tiny: bool, work: Path, command: str, task: str = "s
     os.chdir(REPO)  # the configs' data paths are relative to the repository root
     grid = record_grid(config, axes, overrides, storage=work, name=grid_path.stem, meta=meta)
     grid.meta.update(path=str(grid_path))
+    from asr_tune.report.compare import rung_diagnostics
+
+    grid.meta["rank_correlation"] = rung_diagnostics(grid.points, "val_wer", grid.max_epochs,
+                                                     reduction_factor=2.0)
+    print(separation_line(grid.meta["rank_correlation"], "val_wer"), flush=True)
     grid.save(grid_path)
     print(f"wrote {grid_path}: {len(grid.points)} points x {grid.max_epochs} epochs "
           f"({grid.meta['record_wall_s']:.0f} s)", flush=True)
     return grid
+
+
+def separation_line(diag: list[dict[str, Any]], metric: str) -> str:
+    """Do the curves separate early? Spearman of each report's metric vs each point's final best."""
+    return "rank correlation (Spearman) of %s at report k vs the final best, over the grid: " % metric + \
+        ", ".join(f"k={d['epoch']}: " + ("n/a (all equal)" if d["spearman_vs_final"] is None
+                                          else f"{d['spearman_vs_final']:.2f}") for d in diag)
 
 
 def replayable(names: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -126,7 +138,7 @@ def replayable(names: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Path, live: bool,
-            parallel: int, metric: str) -> dict[str, dict[int, Any]]:
+            parallel: int, metric: str, options: dict[str, Any] | None = None) -> dict[str, dict[int, Any]]:
     from asr_tune.report.experiments import load_experiment
     from asr_tune.tuning.replay import run_replay
 
@@ -156,6 +168,7 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
             with open(work / "tune_stdout.log", "a") as log, contextlib.redirect_stdout(log):
                 d = run_replay(grid, name, seed=seed, budget_epochs=budget, storage=work,
                                name=f"{name}_seed{seed}", metric=metric, parallel=parallel,
+                               options={name: (options or {})[name]} if name in (options or {}) else None,
                                base_config=base, trainable_factory=factory, resources=resources)
             exp = load_experiment(d)
             runs.setdefault(name, {})[seed] = exp
@@ -220,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=1,
                    help="trials running at once (default 1: replays are then reproducible for every "
                         "searcher but BOHB, whose KDE draws from numpy's global RNG)")
+    p.add_argument("--options", default="",
+                   help='searcher options as JSON, e.g. \'{"asha": {"grace_period": 8}}\' (default: '
+                        "the registry's defaults)")
     p.add_argument("--out", type=Path, default=Path("results/searchers"))
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -266,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.mode}: {len(grid.points)}-point grid x {grid.max_epochs} epochs "
           f"({grid.meta.get('path', args.grid)}), budget {budget} trial-epochs, seeds {seeds}, "
           f"{args.parallel} trials at once, metric {args.metric}", flush=True)
+    import json
+
+    options = json.loads(args.options) if args.options else {}
     runs = run_all(grid, names, seeds, budget, work / "replay", args.mode == "live", args.parallel,
-                   args.metric)
+                   args.metric, options)
     optimum = grid.optimum(args.metric)
     result = compare_searchers(runs, budget, optimum=optimum)
     diag = rung_diagnostics(grid.points, args.metric, grid.max_epochs)
@@ -310,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     print("\n" + table, flush=True)
     print("\n" + table2, flush=True)
+    print(separation_line(rung_diagnostics(grid.points, args.metric, grid.max_epochs,
+                                           reduction_factor=2.0), args.metric))
     print(f"grid optimum {args.metric} {optimum:.2f}; skipped: "
           + ("; ".join(f"{k} ({v})" for k, v in skipped.items()) or "none"))
     print("\n".join(lines))
@@ -320,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                  "axes": grid.axes, "optimum": optimum, "meta": {k: v for k, v in grid.meta.items()
                                                                   if k != "base_config"}},
         "budget_epochs": budget, "seeds": seeds, "metric": args.metric, "searchers": names,
+        "options": options,
         "skipped": skipped, "table": rows, "median_target_table": mrows, "verdicts": lines,
         "median_target": mt, "rung_diagnostics": diag,
         "summary": summary, "runs": result["runs"], "figures": figures})
