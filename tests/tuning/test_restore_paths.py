@@ -17,18 +17,8 @@ import pytest
 
 from asr_tune.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "configs" / "ci_search_tiny.yaml"
+TINY = Path(__file__).resolve().parents[2] / "configs" / "ci_search_tiny.yaml"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from asr_tune.data.synth import build_synth_corpus
-
-    out = tmp_path_factory.mktemp("corpus")
-    build_synth_corpus(out, n_utterances=40, seed=0, progress=False)
-    return out
 
 
 def rows_by_trial(exp_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -47,7 +37,12 @@ def search(corpus: Path, tmp_path: Path, searcher: str, **extra: Any) -> dict[st
         "data.test": str(corpus / "test.jsonl"), "search.storage": str(tmp_path / "s"),
         "search.name": searcher, "search.searcher": searcher, "search.evaluate_best_on_test": False,
         "trainer.output_dir": str(tmp_path / "out"), "model.num_layers": 1, **extra})
-    res = run_search(cfg)
+    import ray
+
+    try:
+        res = run_search(cfg)
+    finally:
+        ray.shutdown()  # search() leaves its local Ray running; later modules start their own
     return rows_by_trial(Path(res.experiment_dir))
 
 

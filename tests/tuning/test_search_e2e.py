@@ -17,18 +17,8 @@ import pytest
 from asr_tune.config import load_config
 from asr_tune.errors import SearchError
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "configs" / "ci_search_tiny.yaml"
+TINY = Path(__file__).resolve().parents[2] / "configs" / "ci_search_tiny.yaml"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from asr_tune.data.synth import build_synth_corpus
-
-    out = tmp_path_factory.mktemp("corpus")
-    build_synth_corpus(out, n_utterances=60, seed=0, progress=False)
-    return out
 
 
 def tiny_overrides(corpus: Path, storage: Path, **extra: object) -> dict:
