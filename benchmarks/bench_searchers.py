@@ -149,13 +149,13 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
 
         from asr_tune.tuning.trial import run_trial
 
-        from asr_tune.config import load_config
         from asr_tune.training.run import ensure_corpus
 
-        recorded = REPO / grid.meta["base_config"] if grid.meta.get("base_config") else BASE_CONFIG
-        base = load_config(recorded, grid.meta.get("task_overrides") or task_overrides(False))
-        data = {k: str(Path(getattr(base.data, k)).resolve()) for k in ("train", "dev", "test")}
-        base = base.model_copy(update={"data": base.data.model_copy(update=data)})
+        base = recorded_config(grid)
+        from asr_tune.tuning.runner import _absolute_data_paths
+
+        os.chdir(REPO)  # the recorded config's data paths are relative to the repository root
+        base = _absolute_data_paths(base)  # trials run in their own folders: pin every path
         ensure_corpus(base)
 
         def factory(cfg):  # noqa: E306 - real trainings of the recorded task
@@ -176,6 +176,40 @@ def run_all(grid, searchers: list[str], seeds: list[int], budget: int, work: Pat
             print(f"  seed {seed} {name:9s} {len(exp.trials):3d} trials, best {metric} "
                   f"{exp.best_value:.2f} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return runs
+
+
+def recorded_config(grid) -> Any:
+    """The recorded task's base config: the grid's stored config (a recorded grid keeps the
+    search's full base config), else the synthetic task's file + overrides."""
+    from asr_tune.config import config_from_dict, load_config
+
+    stored = grid.meta.get("base_config")
+    if isinstance(stored, dict):
+        return config_from_dict(stored, "recorded grid base config")
+    return load_config(REPO / stored if stored else BASE_CONFIG,
+                       grid.meta.get("task_overrides") or task_overrides(False))
+
+
+def live_test_wer(exp_path: Path, test: str) -> dict[str, Any]:
+    """A live search's best trial (lowest dev WER over all its reports), its checkpoint at that
+    report, scored on the test split: what the search would hand a user."""
+    from asr_tune.scoring import evaluate
+    from asr_tune.tuning.folder import read_folder
+
+    best = None
+    for t in read_folder(exp_path).trials:
+        if "val_wer" not in t.history or not len(t.history):
+            continue
+        row = t.history.loc[t.history["val_wer"].idxmin()]
+        if best is None or row["val_wer"] < best[1]["val_wer"]:
+            best = (t, row)
+    if best is None:
+        return {"test_wer": None}
+    t, row = best
+    it = int(row["training_iteration"])
+    ckpt = Path(t.path) / f"checkpoint_{it - 1:06d}" / "checkpoint.ckpt"
+    return {"trial": t.trial_id, "iteration": it, "val_wer": float(row["val_wer"]),
+            "checkpoint": str(ckpt), "test_wer": evaluate(ckpt, test).wer}
 
 
 def verdicts(summary: dict[str, Any], diag: list[dict[str, Any]], ref: dict[str, Any],
@@ -288,6 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     options = json.loads(args.options) if args.options else {}
     runs = run_all(grid, names, seeds, budget, work / "replay", args.mode == "live", args.parallel,
                    args.metric, options)
+    live_tests: dict[str, dict[int, Any]] = {}
+    if args.mode == "live":  # the best model of each live search, scored on the unseen test split
+        test = str(REPO / recorded_config(grid).data.test)
+        for name, by_seed in runs.items():
+            for seed, exp in by_seed.items():
+                live_tests.setdefault(name, {})[seed] = r = live_test_wer(Path(exp.path), test)
+                print(f"  live {name:9s} seed {seed}: best dev {r.get('val_wer', float('nan')):.2f} "
+                      f"-> test WER {r['test_wer']:.2f} ({test})", flush=True)
     optimum = grid.optimum(args.metric)
     result = compare_searchers(runs, budget, optimum=optimum)
     diag = rung_diagnostics(grid.points, args.metric, grid.max_epochs)
@@ -342,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                  "axes": grid.axes, "optimum": optimum, "meta": {k: v for k, v in grid.meta.items()
                                                                   if k != "base_config"}},
         "budget_epochs": budget, "seeds": seeds, "metric": args.metric, "searchers": names,
-        "options": options,
+        "options": options, "live_test": live_tests,
         "skipped": skipped, "table": rows, "median_target_table": mrows, "verdicts": lines,
         "median_target": mt, "rung_diagnostics": diag,
         "summary": summary, "runs": result["runs"], "figures": figures})

@@ -296,7 +296,7 @@ def run_replay(grid: RecordedGrid, searcher: str, seed: int, budget_epochs: int,
         tune.with_resources(fn, resources or {"cpu": cpus / max(1, parallel)}),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(**plan.tune_config_kwargs(), **tc_extra,
-                                    reuse_actors=trainable_factory is None),
+                                    reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0,
                                   stop=budget_stopper(budget_epochs) if budget_epochs else None))
     # pending trials that the budget stop never started have no results; a resumed (paused) trial
