@@ -15,7 +15,8 @@ Modes:
           registry's own search_alg/scheduler (``build_search``), but its trainable reports the
           recorded curve of the sampled config (snapped to the grid) -- no training. Compute is
           counted in trial-epochs and recorded seconds.
-  live    the same searches with real trainings of the recorded task (slow).
+  live    the same searches with real trainings of the recorded task (slow); the best model of
+          each search (its best report's checkpoint) is then scored on the task's unseen test split.
 
 Usage::
 
@@ -24,7 +25,7 @@ Usage::
     python benchmarks/bench_searchers.py --mode replay --seeds 5 --out results/searchers
     make digits && python benchmarks/bench_searchers.py --mode record     # ~40 min on 2 cores
     python benchmarks/bench_searchers.py --mode replay --seeds 10 --out benchmarks/results/searchers
-    python benchmarks/bench_searchers.py --mode live --searchers random,asha --seeds 3 --budget 48
+    python benchmarks/bench_searchers.py --mode live --searchers random,asha,bohb --budget 60 --parallel 2
 
 Writes ``OUT/searchers.json`` (per-run rows, per-searcher summary, grid diagnostics, machine info),
 ``OUT/searchers_best_vs_compute.png``, ``OUT/searchers_ratio.png`` and ``OUT/report_seed0/`` (the
