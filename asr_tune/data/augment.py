@@ -42,11 +42,19 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
+def band_centres_hz(n_mels: int, sample_rate: int) -> np.ndarray:
+    """Centre frequency of each mel band (HTK scale, ``n_mels`` bands up to Nyquist)."""
+    return _mel_to_hz(_mel_step(n_mels, sample_rate) * np.arange(1, n_mels + 1))
+
+
+def _mel_step(n_mels: int, sample_rate: int) -> float:
+    return float(_hz_to_mel(np.array(sample_rate / 2.0))) / (n_mels + 1)
+
+
 def vtlp_positions(n_mels: int, sample_rate: int, alpha: float) -> np.ndarray:
     """Fractional source band index that each output band reads for warp factor ``alpha``."""
-    m_max = _hz_to_mel(np.array(sample_rate / 2.0))
-    step = m_max / (n_mels + 1)
-    centres = _mel_to_hz(step * np.arange(1, n_mels + 1))
+    centres = band_centres_hz(n_mels, sample_rate)
+    step = _mel_step(n_mels, sample_rate)
     return np.clip(_hz_to_mel(centres / alpha) / step - 1.0, 0.0, n_mels - 1.0)
 
 
@@ -66,11 +74,6 @@ def add_noise(logp: torch.Tensor, snr_db: float, rng: np.random.Generator) -> to
     noise = torch.from_numpy(tilt[None, :] * fluct).to(power.dtype)
     level = power.sum(1).mean() / noise.sum(1).mean().clamp_min(1e-10) * 10.0 ** (-snr_db / 10.0)
     return (power + noise * level).clamp_min(1e-10).log()
-
-
-def band_centres_hz(n_mels: int, sample_rate: int) -> np.ndarray:
-    m_max = _hz_to_mel(np.array(sample_rate / 2.0))
-    return _mel_to_hz(m_max / (n_mels + 1) * np.arange(1, n_mels + 1))
 
 
 def lowpass(logp: torch.Tensor, corner_hz: float, depth_db: float, sample_rate: int) -> torch.Tensor:
