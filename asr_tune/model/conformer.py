@@ -2,6 +2,12 @@
 
 Shapes: features ``(batch, frames, n_mels)`` + ``lengths (batch,)`` ->
 log-probabilities ``(batch, frames // subsampling, vocab)`` + ``out_lengths (batch,)``.
+
+The encoder's layers are torchaudio's ``ConformerLayer`` modules (weights, names and checkpoints as
+torchaudio builds them), run by :func:`conformer_layer` instead of ``ConformerLayer.forward``: the one
+difference is that padded frames are zeroed before the depthwise convolution. torchaudio's conv module
+does not mask them, so a frame near the end of a short utterance read up to ``conv_kernel // 2`` frames
+of whatever the padding held, and an utterance's transcript depended on the batch it was decoded in.
 """
 from __future__ import annotations
 
@@ -57,9 +63,42 @@ class ConformerCTC(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, out_len = self.subsampling(feats, lengths)
-        x = x[:, : int(out_len.max())]  # torchaudio's padding mask is sized by the longest length
-        x, out_len = self.encoder(self.dropout(x), out_len)
-        return self.ctc_head(x).float().log_softmax(-1), out_len
+        x = self.dropout(x[:, : int(out_len.max())])  # (B, T', D); the masks are sized by the longest
+        pad = torch.arange(x.shape[1], device=x.device)[None, :] >= out_len[:, None]  # (B, T') True = pad
+        keep = (~pad).to(x.dtype)[:, None, :]  # (B, 1, T'), the conv layout
+        x = x.transpose(0, 1)  # (T', B, D), torchaudio's layer layout
+        for layer in self.encoder.conformer_layers:
+            x = conformer_layer(layer, x, pad, keep)
+        return self.ctc_head(x.transpose(0, 1)).float().log_softmax(-1), out_len
+
+
+def conformer_layer(layer: nn.Module, x: torch.Tensor, pad: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """torchaudio ``ConformerLayer.forward`` with padding-masked convolution.
+
+    ``x (T, B, D)``; ``pad (B, T)`` True at padded frames (the attention key mask); ``keep (B, 1, T)``
+    1.0 at valid frames. Macaron FFN, self-attention, convolution, FFN, final LayerNorm.
+    """
+    x = x + 0.5 * layer.ffn1(x)
+    if layer.convolution_first:
+        x = x + masked_conv(layer.conv_module, x, keep)
+    h = layer.self_attn_layer_norm(x)
+    h, _ = layer.self_attn(query=h, key=h, value=h, key_padding_mask=pad, need_weights=False)
+    x = x + layer.self_attn_dropout(h)
+    if not layer.convolution_first:
+        x = x + masked_conv(layer.conv_module, x, keep)
+    x = x + 0.5 * layer.ffn2(x)
+    return layer.final_layer_norm(x)
+
+
+def masked_conv(conv_module: nn.Module, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """torchaudio's conformer conv module on ``x (T, B, D)``, padded frames zeroed before the
+    depthwise conv: pointwise conv, GLU, [mask], depthwise conv, norm, SiLU, pointwise conv, dropout."""
+    seq = conv_module.sequential
+    y = conv_module.layer_norm(x.transpose(0, 1)).transpose(1, 2)  # (B, D, T)
+    y = seq[1](seq[0](y)) * keep
+    for m in seq[2:]:
+        y = m(y)
+    return y.permute(2, 0, 1)  # (T, B, D)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -143,8 +143,8 @@ class _ConvModule(nn.Module):
             self.dw.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
         self.dw.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.glu(self.pw1(self.norm(x)), dim=-1)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        y = F.glu(self.pw1(self.norm(x)), dim=-1) * keep  # padded frames zeroed, as ConformerCTC does
         y = F.silu(self.dw(y.transpose(1, 2))).transpose(1, 2)
         return self.pw2(y)
 
@@ -159,10 +159,10 @@ class _Layer(nn.Module):
         self.conv = _ConvModule(src.conv_module)
         self.final_norm = _ln(src.final_layer_norm)
 
-    def forward(self, x: torch.Tensor, neg_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, neg_mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         x = x + 0.5 * self.ffn1(x)
         x = x + self.attn(x, neg_mask)
-        x = x + self.conv(x)
+        x = x + self.conv(x, keep)
         x = x + 0.5 * self.ffn2(x)
         return self.final_norm(x)
 
@@ -205,8 +205,9 @@ class ExportableConformerCTC(nn.Module):
         out_len = out_len.clamp(min=1).clamp(max=t)
         pad = torch.arange(t, device=feats.device)[None, :] >= out_len[:, None]
         neg_mask = (pad.to(x.dtype) * -1e9)[:, None, None, :]
+        keep = (~pad).to(x.dtype)[:, :, None]  # (B, T, 1)
         for layer in self.layers:
-            x = layer(x, neg_mask)
+            x = layer(x, neg_mask, keep)
         return self.ctc_head(x).log_softmax(-1), out_len
 
 

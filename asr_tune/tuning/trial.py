@@ -30,6 +30,11 @@ from asr_tune.config import ExperimentConfig, config_from_dict
 from asr_tune.tuning.folder import WALL_TIME_KEY
 
 CKPT_FILE = "checkpoint.ckpt"
+ABORT_TIMEOUT_S = 20.0  # per stage of aborting a Train run: the controller's abort, then fit's return
+# How long a reused Tune actor waits for the previous trial's function to return before it gives up on
+# reuse (Tune's default is 2 s, which an aborted Train run needs longer than; a failed reuse errors the
+# next trial and, in Ray 2.60, leaves the search waiting on it forever).
+THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
 ReportFn = Callable[[dict[str, float], "str | None"], None]
 
 
@@ -178,6 +183,8 @@ def _run_multi_worker(cfg: ExperimentConfig, resume: Any) -> None:
 
     from asr_tune.tuning.placement import scaling_config, torch_config
 
+    # read by this actor's reset_config when Tune reuses it for the next trial (see THREAD_TIMEOUT_ENV)
+    os.environ.setdefault(THREAD_TIMEOUT_ENV, str(int(3 * ABORT_TIMEOUT_S)))
     queue: Queue = Queue(actor_options={"num_cpus": 0})
 
     class ForwardToTune(UserCallback):
@@ -254,7 +261,7 @@ def _tune_stopping() -> bool:
         return False
 
 
-def abort_train_run(controller: Any, thread: threading.Thread, timeout_s: float = 20.0) -> None:
+def abort_train_run(controller: Any, thread: threading.Thread, timeout_s: float = ABORT_TIMEOUT_S) -> None:
     """Abort a running Train V2 run (its controller and workers) and wait for ``fit`` to return."""
     import ray
 

@@ -21,11 +21,6 @@ def _manifest(src: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-@pytest.mark.skip(reason="hangs when another Ray instance runs on the machine (the service tests' head): "
-                         "the aborted Train run's placement group is then not cleaned up (Train's "
-                         "PlacementGroupCleaner fails with 'multiple active Ray instances'), so the second "
-                         "trial waits forever; seen 2026-12-04. Passes alone; needs the abort to remove the "
-                         "run's placement group itself before it can gate CI")
 def test_stopped_ddp_trial_stops_its_torch_trainer(tiny_trained: dict, tmp_path: Path) -> None:
     import ray
     from ray import tune
@@ -44,7 +39,8 @@ def test_stopped_ddp_trial_stops_its_torch_trainer(tiny_trained: dict, tmp_path:
         run_config = _run_config(cfg, str(tmp_path / "s"), "stop")
         run_config.stop = {"training_iteration": 1}  # Tune stops each trial after its first report
         tuner = tune.Tuner(_trainable(cfg), tune_config=tune.TuneConfig(
-            metric="val_wer", mode="min", num_samples=2, max_concurrent_trials=1, reuse_actors=True),
+            metric="val_wer", mode="min", num_samples=2, max_concurrent_trials=1, reuse_actors=True,
+            time_budget_s=300),  # a failed actor reuse used to leave Tune waiting forever: fail instead
             run_config=run_config)
         grid = tuner.fit()
     finally:
