@@ -49,6 +49,7 @@ class DataConfig(_Strict):
     batch_seconds: float = Field(60.0, gt=0, description="audio seconds per batch (bucketed batching)")
     batch_size: int = Field(0, ge=0, description="fixed utterances per batch; 0 = use batch_seconds")
     bucketing: bool = True
+    sortagrad: bool = Field(False, description="first epoch's batches shortest first (SortaGrad), then shuffled")
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = False
     skip_bad_utterances: bool = False
@@ -63,6 +64,8 @@ class FeatureConfig(_Strict):
     win_ms: float = Field(25.0, gt=0)
     hop_ms: float = Field(10.0, gt=0)
     normalize: Literal["utterance", "none"] = "utterance"
+    top_db: float = Field(0.0, ge=0, description="floor each utterance's log-mels this many dB below its "
+                          "loudest value (one floor depth for clean and noisy recordings); 0 = off")
     freq_masks: int = Field(2, ge=0)
     freq_mask_width: int = Field(15, ge=0)
     time_masks: int = Field(2, ge=0)

@@ -197,7 +197,8 @@ class ASRDataModule(L.LightningDataModule):
         return self.mix_rows
 
     def plan(self, train: bool) -> BatchPlan:
-        return BatchPlan(self.cfg.batch_seconds, self.cfg.batch_size, self.cfg.bucketing, train, self.seed)
+        return BatchPlan(self.cfg.batch_seconds, self.cfg.batch_size, self.cfg.bucketing, train, self.seed,
+                         sortagrad=train and self.cfg.sortagrad)
 
     def dataset(self, split: str) -> FeatureDataset:
         """Built once per split (opening the feature cache, building missing entries)."""

@@ -5,6 +5,8 @@ with ``frame_lengths (batch,)``. SpecAugment is a separate module applied in tra
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio
 from torch import nn
@@ -24,6 +26,7 @@ class LogMel(nn.Module):
             sample_rate=sample_rate, n_fft=n_fft, win_length=self.win, hop_length=self.hop,
             n_mels=cfg.n_mels, center=True, power=2.0)
         self.normalize = cfg.normalize == "utterance"
+        self.floor_below_max = cfg.top_db * math.log(10.0) / 10.0  # dB of power -> natural log
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths, self.hop, rounding_mode="floor") + 1
@@ -35,8 +38,12 @@ class LogMel(nn.Module):
         return feats, self.frame_lengths(lengths).clamp_max(feats.shape[1])
 
     def finish(self, feats: torch.Tensor, flen: torch.Tensor) -> torch.Tensor:
-        """Per-utterance mean/variance normalisation over the valid frames; padding set to 0."""
+        """Floor at ``top_db`` below each utterance's loudest value (if set), then per-utterance
+        mean/variance normalisation over the valid frames; padding set to 0."""
         mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < flen[:, None]).unsqueeze(-1)
+        if self.floor_below_max > 0:
+            loudest = feats.masked_fill(~mask, float("-inf")).amax(dim=(1, 2), keepdim=True)
+            feats = torch.maximum(feats, loudest - self.floor_below_max)
         if self.normalize:
             n = flen.clamp_min(1).to(feats.dtype)[:, None, None]
             mean = (feats * mask).sum(1, keepdim=True) / n

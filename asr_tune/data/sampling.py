@@ -7,6 +7,8 @@
   the corpus across epochs), buckets them with a per-epoch jitter so batch composition changes, and
   yields lists of ``ItemKey`` (row, epoch, batch position, augment?) so each item's augmentation
   draws are seeded by the sampler: different in every loader worker, identical after a resume.
+  With ``sortagrad`` the first epoch's batches run shortest first (SortaGrad): one- and two-word
+  utterances, whose CTC alignments are easy, come before long ones, shortening the blank plateau.
 
 Under DDP each rank takes every ``world``-th batch, padded so all ranks run the same number of steps.
 Lightning only calls ``set_epoch`` on ``batch_sampler.sampler``; both samplers expose themselves there.
@@ -31,6 +33,7 @@ class BatchPlan:
     bucketing: bool
     shuffle: bool
     seed: int
+    sortagrad: bool = False  # training: the first epoch's batches in ascending duration
 
 
 class ItemKey(NamedTuple):
@@ -160,6 +163,8 @@ class EpochBatchSampler(DurationBatchSampler):
             rng.shuffle(rows)
         batches = pack(rows, self.durations, self.plan)
         rng.shuffle(batches)
+        if self.plan.sortagrad and self.epoch == 0:  # SortaGrad (Amodei et al. 2016): short ones first,
+            batches.sort(key=lambda b: max(self.durations[i] for i in b))  # easy CTC alignments early
         return batches
 
     def epoch_audio_s(self) -> tuple[float, int]:

@@ -57,6 +57,19 @@ def test_mix_draws_by_weight_and_cycles_through_the_extra_corpus() -> None:
     assert len(seen) == 400 and set(seen.values()) == {1}  # 8 epochs x 50 = one pass, no repeats
 
 
+def test_sortagrad_runs_the_first_epoch_shortest_first_then_shuffles() -> None:
+    d = _durations(300)
+    longest = lambda batch: max(d[k.row] for k in batch)  # noqa: E731
+    sampler = EpochBatchSampler(d, BatchPlan(20.0, 0, True, True, 0, sortagrad=True), [(0, 300, 300)])
+    first = [longest(b) for b in sampler]
+    assert first == sorted(first)
+    sampler.set_epoch(1)
+    later = [longest(b) for b in sampler]
+    assert later != sorted(later)  # shuffled again from the second epoch on
+    plain = EpochBatchSampler(d, BatchPlan(20.0, 0, True, True, 0), [(0, 300, 300)])
+    assert [longest(b) for b in plain] != first  # off by default
+
+
 def test_items_carry_seed_keys_and_clean_flag() -> None:
     d = _durations(60)
     sampler = EpochBatchSampler(d, BatchPlan(10.0, 0, True, True, 0), [(0, 60, 60)], clean_batches=5)
